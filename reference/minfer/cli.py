@@ -1,0 +1,149 @@
+"""`minfer ...`: the command line. Each subcommand is a thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2-135m", help="builtin name or a Hugging Face model folder")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+
+
+def _sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    p.add_argument("--max-tokens", type=int, default=max_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=-1)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--ignore-eos", action="store_true")
+
+
+def _params(a: argparse.Namespace):
+    from .core import SamplingParams
+
+    return SamplingParams(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
+                          max_tokens=a.max_tokens, stop=a.stop, ignore_eos=a.ignore_eos)
+
+
+def _llm(a: argparse.Namespace):
+    from .engine import LLM
+
+    return LLM(a.model, device=a.device, dtype=a.dtype)
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    params = _params(a)
+    llm = _llm(a)
+    use_template = llm.tokenizer.chat_template is not None and not a.raw
+    prompts = [llm.chat_prompt([{"role": "user", "content": p}]) if use_template else p for p in a.prompt]
+    if len(prompts) == 1:  # one prompt: stream it, as a person watching would want
+        for delta in llm.stream(prompts[0], params):
+            print(delta, end="", flush=True)
+        print()
+        return 0
+    for prompt, out in zip(a.prompt, llm.generate(prompts, params)):
+        print(f"### {prompt}\n{out.text}\n")
+    return 0
+
+
+def cmd_chat(a: argparse.Namespace) -> int:
+    params = _params(a)
+    llm = _llm(a)
+    messages: list[dict[str, str]] = [{"role": "system", "content": a.system}] if a.system else []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"minfer chat with {a.model} — /reset clears the conversation, /exit or Ctrl-D quits")
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if line.strip() in ("/exit", "/quit"):
+            return 0
+        if line.strip() == "/reset":
+            messages = messages[:1] if a.system else []
+            continue
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        print("assistant> " if interactive else "", end="", flush=True)
+        reply = ""
+        for delta in llm.stream(llm.chat_prompt(messages), params):
+            reply += delta
+            print(delta, end="", flush=True)
+        print()
+        messages.append({"role": "assistant", "content": reply})
+
+
+def cmd_model(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .loader import store
+
+    if a.action == "list":
+        for name, desc, installed in store.list_models():
+            print(f"{name:16} {'installed' if installed else 'not pulled':11} {desc}")
+        print(f"store: {store.store_root()}")
+    elif a.action == "pull":
+        print(store.pull(a.args[0] if a.args else "smollm2-135m", force=a.force))
+    elif a.action == "convert":
+        if len(a.args) != 2:
+            raise ValueError("usage: minfer model convert GGUF_FILE OUT_FOLDER")
+        print(store.convert(Path(a.args[0]), Path(a.args[1])))
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minfer", description="A small, readable LLM inference engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="generate text for one or more prompts")
+    p.add_argument("prompt", nargs="+", help="prompt text (several prompts run as one batch)")
+    p.add_argument("--raw", action="store_true", help="do not wrap prompts in the model's chat template")
+    _engine_args(p)
+    _sampling_args(p, 64)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="interactive chat; replies stream as they are generated")
+    p.add_argument("--system", default=None, help="system prompt")
+    _engine_args(p)
+    _sampling_args(p, 256)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("model", help="the model store: pull | list | convert")
+    p.add_argument("action", choices=["pull", "list", "convert"])
+    p.add_argument("args", nargs="*", help="pull: [NAME] (default smollm2-135m); convert: GGUF_FILE OUT_FOLDER")
+    p.add_argument("--force", action="store_true", help="pull again even if present")
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("bench", help="minfer vs transformers on the same weights, as a table of ratios")
+    _engine_args(p)
+    p.add_argument("--decode-tokens", type=int, default=64)
+    p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
+    p.add_argument("--skip", action="append", default=[], choices=["decode", "ttft", "serve"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError, MemoryError) as e:
+        print(f"minfer: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

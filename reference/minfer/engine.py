@@ -1,0 +1,181 @@
+"""The engine: wires loader -> graph -> scheduler -> memory -> output, and the user-facing `LLM`.
+
+Reading `LLM.__init__` top to bottom is reading the architecture: load the checkpoint, build the
+execution plan, size the KV cache, then the scheduler and the result processor that share it.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from .core import Req, RequestOutput, SamplingParams
+from .graph.builder import build_model
+from .hal import get_device
+from .loader import store
+from .loader.config import ModelConfig
+from .loader.mapping import map_hf_tensors
+from .loader.tokenizer import TokenizerBundle
+from .loader.weights import load_tensors
+from .memory.kv_cache import KVCache
+from .output.processor import OutputProcessor
+from .output.sampling import make_generator, sample
+from .scheduler.batch import prepare
+from .scheduler.scheduler import Scheduler
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Prompt = str | list[int]
+
+
+class LLM:
+    def __init__(
+        self,
+        model: str | Path = "smollm2-135m",
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        block_size: int = 16,
+        kv_cache_mb: int | None = None,
+        max_batch_tokens: int = 512,
+        max_running: int = 64,
+        max_model_len: int | None = None,
+        enable_prefix_cache: bool = True,
+        chunked_prefill: bool = True,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
+        self.device = get_device(device)
+        self.dtype = DTYPES[dtype]
+        self.path = store.resolve(str(model))
+        # ① loader
+        self.config = ModelConfig.from_dir(self.path)
+        self.tokenizer = TokenizerBundle.from_dir(self.path)
+        tensors = map_hf_tensors(self.config, load_tensors(self.path))
+        # ② graph
+        self.model = build_model(self.config, tensors, self.device, self.dtype)
+        del tensors
+        # ④ memory: the KV tier, sized once
+        self.max_model_len = min(max_model_len or self.config.max_position, self.config.max_position)
+        self.kv = KVCache(self.config, self.device, self.dtype, self._num_blocks(kv_cache_mb, block_size), block_size, enable_prefix_cache)
+        # ③ scheduler
+        self.scheduler = Scheduler(self.kv, max_batch_tokens, max_running, chunked_prefill)
+        # ⑤ output
+        eos = set(self.config.eos_token_ids) | {self.tokenizer.token_id(self.tokenizer.eos_token)} - {None}
+        self.output = OutputProcessor(self.tokenizer.tokenizer, tuple(sorted(eos)), self.max_model_len)
+        self.reqs: dict[int, Req] = {}
+        self._ids = itertools.count()
+
+    def _num_blocks(self, kv_cache_mb: int | None, block_size: int) -> int:
+        per_block = self.config.kv_bytes_per_token(self.dtype.itemsize) * block_size
+        if kv_cache_mb is None:
+            # CPU pages are only committed when written, so a generous pool costs nothing until used
+            free, _ = self.device.memory_info()
+            kv_cache_mb = min(4096, int(0.4 * free) >> 20)
+        return max(1, (kv_cache_mb << 20) // per_block)
+
+    # -- requests ----------------------------------------------------------------------------
+    def add_request(self, prompt: Prompt, params: SamplingParams | None = None) -> int:
+        params = params or SamplingParams()
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise ValueError("the prompt is empty; give at least one token")
+        if any(not isinstance(t, int) or not 0 <= t < self.config.vocab_size for t in ids):
+            raise ValueError(f"prompt token ids must be integers in [0, {self.config.vocab_size})")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens but the context window is {self.max_model_len}; "
+                "shorten the prompt (one token must be left to generate)"
+            )
+        longest = min(len(ids) + params.max_tokens, self.max_model_len)
+        if -(-longest // self.kv.block_size) > self.kv.pool.num_blocks:
+            raise ValueError(
+                f"a request of up to {longest} tokens cannot fit the KV cache ({self.kv.pool.num_blocks} blocks of "
+                f"{self.kv.block_size}); raise kv_cache_mb or lower max_tokens"
+            )
+        req = Req(next(self._ids), ids, params, generator=None if params.greedy else make_generator(params.seed))
+        self.reqs[req.req_id] = req
+        self.output.start(req)
+        self.scheduler.add(req)
+        return req.req_id
+
+    def abort(self, req_id: int) -> None:
+        req = self.reqs.get(req_id)
+        if req is not None and not req.finished:
+            self.scheduler.finish(req, "abort")
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_work
+
+    @torch.inference_mode()
+    def step(self) -> list[Req]:
+        """One forward pass; returns the requests that received a token."""
+        batch = self.scheduler.schedule()
+        if batch is None:
+            if self.scheduler.has_work:  # can only happen through a scheduler defect; never spin
+                raise RuntimeError("scheduler stalled: requests are waiting but none could be scheduled")
+            return []
+        sampling = batch.sampling
+        fi = prepare(batch, self.kv, self.device.torch_device)
+        logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows)
+        tokens = sample(logits, [s.req for s in sampling])
+        for item in batch.items:
+            item.req.num_computed += item.num_tokens
+            self.kv.commit(item.req)
+        for s, token in zip(sampling, tokens):
+            reason = self.output.append(s.req, token)
+            if reason is not None:
+                self.scheduler.finish(s.req, reason)
+        return [s.req for s in sampling]
+
+    def pop_output(self, req_id: int) -> RequestOutput:
+        """The request's result; a finished request is forgotten afterwards."""
+        req = self.reqs[req_id]
+        out = self.output.output(req)
+        if req.finished:
+            del self.reqs[req_id]
+            self.output.drop(req)
+        return out
+
+    # -- convenience APIs --------------------------------------------------------------------------
+    def generate(
+        self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | Sequence[SamplingParams] | None = None,
+        use_tqdm: bool = False,
+    ) -> list[RequestOutput]:
+        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        if params is None or isinstance(params, SamplingParams):
+            params = [params or SamplingParams()] * len(prompts)
+        if len(params) != len(prompts):
+            raise ValueError(f"got {len(prompts)} prompts but {len(params)} SamplingParams")
+        ids = [self.add_request(p, sp) for p, sp in zip(prompts, params)]
+        bar = None
+        if use_tqdm:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(ids), desc="generate", unit="req")
+        while any(not self.reqs[i].finished for i in ids):
+            finished = [r for r in self.step() if r.finished]
+            if bar is not None:
+                bar.update(len(finished))
+        if bar is not None:
+            bar.close()
+        return [self.pop_output(i) for i in ids]
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+    def stream(self, prompt: Prompt, params: SamplingParams | None = None) -> Iterator[str]:
+        """Yield text as it is generated (stop strings never leak, even partly)."""
+        req_id = self.add_request(prompt, params)
+        req = self.reqs[req_id]
+        try:
+            while not req.finished:
+                self.step()
+                delta = self.output.stream_delta(req)
+                if delta:
+                    yield delta
+        finally:
+            self.abort(req_id)
+            self.pop_output(req_id)

@@ -1,0 +1,89 @@
+"""The paged KV block pool: fixed-size blocks, reference counts, and a prefix cache.
+
+A block holds the K/V of `block_size` consecutive tokens. A full block is named by a chained hash
+(its tokens plus its parent's hash), so two requests with the same prefix share the same blocks.
+Freed blocks that carry a hash stay cached until their space is needed: least recently used first.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .errors import KVPoolExhausted
+
+
+def chain_hash(parent: int | None, tokens: tuple[int, ...]) -> int:
+    """A block's identity depends on every token before it, not just its own."""
+    return hash((parent, tokens))
+
+
+@dataclass
+class Block:
+    block_id: int
+    ref_count: int = 0
+    hash: int | None = None  # set once the block is full and registered in the prefix cache
+
+
+class BlockPool:
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_cache: bool = True) -> None:
+        if num_blocks < 1 or block_size < 1:
+            raise ValueError(f"need at least one block of at least one token, got {num_blocks} x {block_size}")
+        self.block_size = block_size
+        self.enable_prefix_cache = enable_prefix_cache
+        self.blocks = [Block(i) for i in range(num_blocks)]
+        self.free_ids: list[int] = list(range(num_blocks - 1, -1, -1))  # pop() hands out block 0 first
+        self.cached: dict[int, int] = {}  # hash -> block id, for every registered block
+        self.evictable: OrderedDict[int, None] = OrderedDict()  # unreferenced cached blocks, LRU first
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def num_free(self) -> int:
+        """Blocks that can be handed out now (free, or cached but unreferenced)."""
+        return len(self.free_ids) + len(self.evictable)
+
+    def allocate(self) -> int:
+        if self.free_ids:
+            block = self.blocks[self.free_ids.pop()]
+        elif self.evictable:
+            block_id, _ = self.evictable.popitem(last=False)
+            block = self.blocks[block_id]
+            del self.cached[block.hash]
+            block.hash = None
+        else:
+            raise KVPoolExhausted(
+                f"all {self.num_blocks} KV blocks are in use; wait for a request to finish or "
+                "give the engine a larger KV cache (kv_cache_mb)"
+            )
+        block.ref_count = 1
+        return block.block_id
+
+    def free(self, block_id: int) -> None:
+        block = self.blocks[block_id]
+        if block.ref_count <= 0:
+            raise ValueError(f"KV block {block_id} freed twice")
+        block.ref_count -= 1
+        if block.ref_count == 0:
+            if block.hash is not None:
+                self.evictable[block_id] = None  # most recently used goes last
+            else:
+                self.free_ids.append(block_id)
+
+    def lookup(self, h: int) -> int | None:
+        """A cached block with this hash, now shared by the caller (ref_count + 1), or None."""
+        if not self.enable_prefix_cache or h not in self.cached:
+            return None
+        block = self.blocks[self.cached[h]]
+        if block.ref_count == 0:
+            del self.evictable[block.block_id]
+        block.ref_count += 1
+        return block.block_id
+
+    def register(self, block_id: int, h: int) -> None:
+        """Name a full block by its hash so later requests with the same prefix can reuse it."""
+        if not self.enable_prefix_cache or h in self.cached:
+            return  # an identical block is already cached; this one stays private
+        self.blocks[block_id].hash = h
+        self.cached[h] = block_id

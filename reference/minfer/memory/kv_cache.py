@@ -1,0 +1,77 @@
+"""The KV cache: one tensor pair per layer, addressed through each request's block table.
+
+Slot s of a layer's cache holds one token's keys (and values) for all KV heads. Token p of a
+request lives in slot `block_table[p // block_size] * block_size + p % block_size`.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..core import Req
+from ..hal import Device
+from ..loader.config import ModelConfig
+from .block_pool import BlockPool, chain_hash
+
+
+class KVCache:
+    def __init__(
+        self, cfg: ModelConfig, device: Device, dtype: torch.dtype, num_blocks: int, block_size: int,
+        enable_prefix_cache: bool = True,
+    ) -> None:
+        self.pool = BlockPool(num_blocks, block_size, enable_prefix_cache)
+        self.block_size = block_size
+        slots = num_blocks * block_size
+        shape = (slots, cfg.num_kv_heads, cfg.head_dim)
+        # the KV tier: allocated once up front, so serving never allocates on the hot path
+        self.layers = [(device.allocate(shape, dtype), device.allocate(shape, dtype)) for _ in range(cfg.num_layers)]
+
+    def blocks_needed(self, req: Req, num_tokens: int) -> int:
+        """Extra blocks `req` needs to hold `num_tokens` tokens in all."""
+        return max(0, -(-num_tokens // self.block_size) - len(req.block_table))
+
+    def can_allocate(self, req: Req, num_tokens: int) -> bool:
+        return self.blocks_needed(req, num_tokens) <= self.pool.num_free
+
+    def allocate(self, req: Req, num_tokens: int) -> None:
+        """Grow `req`'s block table to hold `num_tokens` tokens (raises KVPoolExhausted)."""
+        for _ in range(self.blocks_needed(req, num_tokens)):
+            req.block_table.append(self.pool.allocate())
+
+    def match_prefix(self, req: Req) -> None:
+        """Point a new request's first blocks at cached blocks with the same tokens.
+
+        At least one prompt token is always left to compute: its logits give the first new token.
+        """
+        bs, ids = self.block_size, req.all_ids
+        parent = None
+        for i in range((len(ids) - 1) // bs):
+            h = chain_hash(parent, tuple(ids[i * bs:(i + 1) * bs]))
+            block_id = self.pool.lookup(h)
+            if block_id is None:
+                break
+            req.block_table.append(block_id)
+            req.block_hashes.append(h)
+            parent = h
+        req.num_computed = req.num_cached = len(req.block_table) * bs
+
+    def commit(self, req: Req) -> None:
+        """Register the blocks that became full (and computed) so later requests can share them."""
+        bs, ids = self.block_size, req.all_ids
+        while (len(req.block_hashes) + 1) * bs <= req.num_computed:
+            i = len(req.block_hashes)
+            parent = req.block_hashes[-1] if req.block_hashes else None
+            h = chain_hash(parent, tuple(ids[i * bs:(i + 1) * bs]))
+            self.pool.register(req.block_table[i], h)
+            req.block_hashes.append(h)
+
+    def release(self, req: Req) -> None:
+        for block_id in reversed(req.block_table):  # tail first: it is the least likely to be shared
+            self.pool.free(block_id)
+        req.block_table.clear()
+        req.block_hashes.clear()
+
+    def slots(self, req: Req, start: int, end: int) -> torch.Tensor:
+        """Cache slots of the request's tokens [start, end)."""
+        pos = torch.arange(start, end)
+        table = torch.tensor(req.block_table, dtype=torch.long)
+        return table[pos // self.block_size] * self.block_size + pos % self.block_size
