@@ -12,7 +12,7 @@ from minfer.output.stop import find_stop, held_back
 
 @pytest.fixture(scope="module")
 def tokenizer(smollm2_dir):
-    from minfer.loader.tokenizer import TokenizerBundle
+    from minfer.output.tokenizer import TokenizerBundle
 
     return TokenizerBundle.from_dir(smollm2_dir)
 

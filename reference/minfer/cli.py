@@ -129,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="minfer vs transformers on the same weights, as a table of ratios")
     _engine_args(p)
     p.add_argument("--decode-tokens", type=int, default=64)
+    p.add_argument("--prompt-tokens", type=int, default=100, help="prompt length for decode and time to first token")
     p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
-    p.add_argument("--skip", action="append", default=[], choices=["decode", "ttft", "serve"])
+    p.add_argument("--skip", action="append", default=[], choices=["decode", "serve"])
+    p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, MemoryError) as e:
+    except (ValueError, OSError, RuntimeError, MemoryError) as e:
         print(f"minfer: error: {e}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -17,9 +18,12 @@ from .hal import get_device
 from .loader import store
 from .loader.config import ModelConfig
 from .loader.mapping import map_hf_tensors
-from .loader.tokenizer import TokenizerBundle
+from .output.tokenizer import TokenizerBundle
 from .loader.weights import load_tensors
+from .memory import allocator as allocator_module
+from .memory import block_pool as block_pool_module
 from .memory.kv_cache import KVCache
+from .memory.workspace import Workspace
 from .output.processor import OutputProcessor
 from .output.sampling import make_generator, sample
 from .scheduler.batch import prepare
@@ -43,9 +47,16 @@ class LLM:
         max_model_len: int | None = None,
         enable_prefix_cache: bool = True,
         chunked_prefill: bool = True,
+        labs: dict[str, SimpleNamespace] | None = None,
     ) -> None:
+        """`labs` swaps in a lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the
+        student's allocator and KV block pool inside this engine."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
+        for name, value in (("block_size", block_size), ("max_batch_tokens", max_batch_tokens),
+                            ("max_running", max_running), ("kv_cache_mb", kv_cache_mb), ("max_model_len", max_model_len)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} is invalid: must be a positive integer")
         self.device = get_device(device)
         self.dtype = DTYPES[dtype]
         self.path = store.resolve(str(model))
@@ -56,9 +67,14 @@ class LLM:
         # ② graph
         self.model = build_model(self.config, tensors, self.device, self.dtype)
         del tensors
-        # ④ memory: the KV tier, sized once
+        # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
+        memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)
+        arena = self.model.workspace_bytes(max_batch_tokens) + len(self.model.buffer_plan(1)) * 256
+        self.allocator = memory.allocator.Allocator(arena, alignment=256, device=self.device)
+        self.workspace = Workspace(self.allocator)
         self.max_model_len = min(max_model_len or self.config.max_position, self.config.max_position)
-        self.kv = KVCache(self.config, self.device, self.dtype, self._num_blocks(kv_cache_mb, block_size), block_size, enable_prefix_cache)
+        self.kv = KVCache(self.config, self.device, self.dtype, self._num_blocks(kv_cache_mb, block_size), block_size,
+                          enable_prefix_cache, pool_cls=memory.block_pool.BlockPool)
         # ③ scheduler
         self.scheduler = Scheduler(self.kv, max_batch_tokens, max_running, chunked_prefill)
         # ⑤ output
@@ -73,11 +89,15 @@ class LLM:
             # CPU pages are only committed when written, so a generous pool costs nothing until used
             free, _ = self.device.memory_info()
             kv_cache_mb = min(4096, int(0.4 * free) >> 20)
-        return max(1, (kv_cache_mb << 20) // per_block)
+        blocks = (kv_cache_mb << 20) // per_block
+        if blocks < 1:
+            raise ValueError(f"kv_cache_mb={kv_cache_mb} holds no KV block ({per_block} bytes each); raise it")
+        return blocks
 
     # -- requests ----------------------------------------------------------------------------
     def add_request(self, prompt: Prompt, params: SamplingParams | None = None) -> int:
         params = params or SamplingParams()
+        params._check()  # SamplingParams is mutable: check again what is actually used
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         if not ids:
             raise ValueError("the prompt is empty; give at least one token")
@@ -118,7 +138,11 @@ class LLM:
             return []
         sampling = batch.sampling
         fi = prepare(batch, self.kv, self.device.torch_device)
-        logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows)
+        self.workspace.begin(batch.num_tokens)
+        try:
+            logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows, self.workspace)
+        finally:
+            self.workspace.release()
         tokens = sample(logits, [s.req for s in sampling])
         for item in batch.items:
             item.req.num_computed += item.num_tokens
@@ -149,7 +173,15 @@ class LLM:
             params = [params or SamplingParams()] * len(prompts)
         if len(params) != len(prompts):
             raise ValueError(f"got {len(prompts)} prompts but {len(params)} SamplingParams")
-        ids = [self.add_request(p, sp) for p, sp in zip(prompts, params)]
+        ids: list[int] = []
+        try:
+            for p, sp in zip(prompts, params):
+                ids.append(self.add_request(p, sp))
+        except Exception:
+            for i in ids:  # all or nothing: a bad prompt must not leave the good ones queued
+                self.abort(i)
+                self.pop_output(i)
+            raise
         bar = None
         if use_tqdm:
             from tqdm import tqdm

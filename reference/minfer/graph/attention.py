@@ -42,10 +42,11 @@ def paged_attention(
     k_cache: torch.Tensor,  # [slots, KVH, D]
     v_cache: torch.Tensor,
     meta: AttnMeta,
+    out: torch.Tensor | None = None,  # [T, H, D]
 ) -> torch.Tensor:
     k_cache.index_copy_(0, meta.slot_mapping, k)
     v_cache.index_copy_(0, meta.slot_mapping, v)
-    out = torch.empty_like(q)
+    out = torch.empty_like(q) if out is None else out
     for seg in meta.prefill:
         rows = slice(seg.start, seg.start + seg.length)
         if seg.ctx_slots is None:

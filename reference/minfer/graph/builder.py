@@ -9,9 +9,9 @@ from ..loader.config import ModelConfig
 from .model import LayerWeights, Matmul, Model
 
 
-def torch_matmul(x: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
+def torch_matmul(x: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     # x @ W^T with W^T stored contiguous: on CPU this streams weights faster than F.linear
-    return x @ w_t
+    return torch.matmul(x, w_t, out=out)
 
 
 def build_model(

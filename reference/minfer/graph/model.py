@@ -5,16 +5,19 @@ matrix product for the whole batch; only attention needs to know where one reque
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from ..loader.config import ModelConfig
+from ..memory.workspace import Workspace
 from .attention import AttnMeta, paged_attention
 from .layers import apply_rope, rms_norm, rope_cos_sin, rope_inv_freq, swiglu
 
-Matmul = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [T, in], w_t [in, out]) -> [T, out]
+# (x [T, in], w_t [in, out], out [T, out] | None) -> x @ w_t, written into `out` when given
+Matmul = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -49,6 +52,16 @@ class Model:
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.embed_t.index_select(1, ids).t()
 
+    def buffer_plan(self, t: int) -> dict[str, tuple[int, ...]]:
+        """The step's buffers for `t` tokens; each is reused by every layer."""
+        c = self.cfg
+        return {"x": (t, c.hidden_size), "h": (t, c.hidden_size), "qkv": (t, c.q_size + 2 * c.kv_size),
+                "attn": (t, c.num_heads, c.head_dim), "proj": (t, c.hidden_size),
+                "gate_up": (t, 2 * c.intermediate_size), "act": (t, c.intermediate_size)}
+
+    def workspace_bytes(self, t: int) -> int:
+        return sum(math.prod(shape) for shape in self.buffer_plan(t).values()) * self.dtype.itemsize
+
     def forward(
         self,
         ids: torch.Tensor,  # [T]
@@ -56,26 +69,29 @@ class Model:
         meta: AttnMeta,
         kv_cache: list[tuple[torch.Tensor, torch.Tensor]],  # per layer (k, v), each [slots, KVH, D]
         logit_rows: torch.Tensor,  # rows whose next-token logits are wanted
+        ws: Workspace,
     ) -> torch.Tensor:
-        cfg, mm = self.cfg, self.matmul
-        x = self.embed(ids)
-        cos, sin = rope_cos_sin(positions, self.inv_freq, x.dtype)
+        cfg, mm, eps = self.cfg, self.matmul, self.cfg.rms_norm_eps
         t = ids.shape[0]
+        b = {name: ws.take(shape, self.dtype) for name, shape in self.buffer_plan(t).items()}
+        x, h, attn, proj = b["x"], b["h"], b["attn"], b["proj"]
+        x.copy_(self.embed(ids))
+        cos, sin = rope_cos_sin(positions, self.inv_freq, x.dtype)
         for w, (k_cache, v_cache) in zip(self.layers, kv_cache):
-            h = rms_norm(x, w.attn_norm, cfg.rms_norm_eps)
-            qkv = mm(h, w.qkv_t)
+            rms_norm(x, w.attn_norm, eps, out=h)
+            qkv = mm(h, w.qkv_t, b["qkv"])
             if w.qkv_bias is not None:
-                qkv = qkv + w.qkv_bias
+                qkv += w.qkv_bias
             q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
             q = q.view(t, cfg.num_heads, cfg.head_dim)
             k = k.view(t, cfg.num_kv_heads, cfg.head_dim)
             v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
             if w.q_norm is not None:
-                q, k = rms_norm(q, w.q_norm, cfg.rms_norm_eps), rms_norm(k, w.k_norm, cfg.rms_norm_eps)
+                q, k = rms_norm(q, w.q_norm, eps), rms_norm(k, w.k_norm, eps)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            attn = paged_attention(q, k, v, k_cache, v_cache, meta)
-            x = x + mm(attn.view(t, cfg.q_size), w.o_t)
-            h = rms_norm(x, w.mlp_norm, cfg.rms_norm_eps)
-            x = x + mm(swiglu(mm(h, w.gate_up_t)), w.down_t)
-        x = rms_norm(x.index_select(0, logit_rows), self.final_norm, cfg.rms_norm_eps)
-        return mm(x, self.lm_head_t).float()
+            paged_attention(q, k, v, k_cache, v_cache, meta, out=attn)
+            x += mm(attn.view(t, cfg.q_size), w.o_t, proj)
+            rms_norm(x, w.mlp_norm, eps, out=h)
+            x += mm(swiglu(mm(h, w.gate_up_t, b["gate_up"]), out=b["act"]), w.down_t, proj)
+        last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
+        return mm(last, self.lm_head_t).float()

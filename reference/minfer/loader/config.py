@@ -1,8 +1,4 @@
-"""ModelConfig: the few numbers of a Hugging Face config.json that the engine needs.
-
-Llama, Qwen2 and Qwen3 differ only in small switches (qkv bias, q/k norm, tied embeddings),
-so one dataclass covers all three; anything we cannot run is refused here, by name.
-"""
+"""The few numbers of a Hugging Face config.json the engine needs; what it cannot run is refused here, by name."""
 from __future__ import annotations
 
 import json
@@ -37,48 +33,34 @@ class ModelConfig:
         if not file.is_file():
             raise FileNotFoundError(f"{file} is missing: a Hugging Face model folder needs a config.json")
         try:
-            raw = json.loads(file.read_text())
-        except json.JSONDecodeError as e:
+            return cls.from_hf(json.loads(file.read_text()), where=str(file))
+        except json.JSONDecodeError as e:  # from_hf itself never raises it
             raise ValueError(f"{file} is not valid JSON ({e}); re-download or re-convert the model") from e
-        return cls.from_hf(raw, where=str(file))
 
     @classmethod
     def from_hf(cls, raw: dict, where: str = "config") -> "ModelConfig":
         archs = raw.get("architectures") or []
-        arch = next((SUPPORTED[a] for a in archs if a in SUPPORTED), None)
-        if arch is None:
-            raise ValueError(
-                f"{where}: unsupported architecture {archs or raw.get('model_type')!r}; "
-                f"minfer runs {sorted(SUPPORTED)}"
-            )
+        if (arch := next((SUPPORTED[a] for a in archs if a in SUPPORTED), None)) is None:
+            raise ValueError(f"{where}: unsupported architecture {archs or raw.get('model_type')!r}; "
+                             f"minfer runs {sorted(SUPPORTED)}")
         rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in ("default", None):
+        if (rope_type := rope.get("rope_type", rope.get("type", "default"))) not in ("default", None):
             raise ValueError(f"{where}: rope scaling {rope_type!r} is not supported; only plain RoPE is")
         if raw.get("mlp_bias"):
             raise ValueError(f"{where}: MLP biases are not supported")
-        heads = raw["num_attention_heads"]
-        eos = raw.get("eos_token_id")
-        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        heads, eos = raw["num_attention_heads"], raw.get("eos_token_id")
         return cls(
-            arch=arch,
-            vocab_size=raw["vocab_size"],
-            hidden_size=raw["hidden_size"],
-            intermediate_size=raw["intermediate_size"],
-            num_layers=raw["num_hidden_layers"],
-            num_heads=heads,
-            num_kv_heads=raw.get("num_key_value_heads") or heads,
+            arch=arch, vocab_size=raw["vocab_size"], hidden_size=raw["hidden_size"],
+            intermediate_size=raw["intermediate_size"], num_layers=raw["num_hidden_layers"], num_heads=heads,
+            num_kv_heads=raw.get("num_key_value_heads") or heads, rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
             head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
-            rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
             rope_theta=float(raw.get("rope_theta") or rope.get("rope_theta") or 10000.0),
             max_position=raw.get("max_position_embeddings", 2048),
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-            # Qwen2 always has q/k/v biases; Llama and Qwen3 have them only when asked
-            qkv_bias=arch == "qwen2" or bool(raw.get("attention_bias", False)),
-            qk_norm=arch == "qwen3",
-            eos_token_ids=eos_ids,
-            bos_token_id=raw.get("bos_token_id"),
-        )
+            # one dataclass for Llama, Qwen2 and Qwen3: Qwen2 always has q/k/v biases, the others only when asked
+            qkv_bias=arch == "qwen2" or bool(raw.get("attention_bias", False)), qk_norm=arch == "qwen3",
+            eos_token_ids=tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,)),
+            bos_token_id=raw.get("bos_token_id"))
 
     @property
     def q_size(self) -> int:

@@ -37,37 +37,27 @@ class ModelTensors:
 
 def map_hf_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor]) -> ModelTensors:
     """Take every tensor the model needs out of `tensors`, checking names and shapes."""
-    h, q, kv, inter = cfg.hidden_size, cfg.q_size, cfg.kv_size, cfg.intermediate_size
+    h, q, kv, inter, d = cfg.hidden_size, cfg.q_size, cfg.kv_size, cfg.intermediate_size, cfg.head_dim
     embed = take(tensors, "model.embed_tokens.weight", (cfg.vocab_size, h))
     layers = []
     for i in range(cfg.num_layers):
-        p = f"model.layers.{i}."
+        def w(name: str, *shape: int) -> torch.Tensor:
+            return take(tensors, f"model.layers.{i}.{name}", shape)
         t = LayerTensors(
-            q=take(tensors, p + "self_attn.q_proj.weight", (q, h)),
-            k=take(tensors, p + "self_attn.k_proj.weight", (kv, h)),
-            v=take(tensors, p + "self_attn.v_proj.weight", (kv, h)),
-            o=take(tensors, p + "self_attn.o_proj.weight", (h, q)),
-            gate=take(tensors, p + "mlp.gate_proj.weight", (inter, h)),
-            up=take(tensors, p + "mlp.up_proj.weight", (inter, h)),
-            down=take(tensors, p + "mlp.down_proj.weight", (h, inter)),
-            attn_norm=take(tensors, p + "input_layernorm.weight", (h,)),
-            mlp_norm=take(tensors, p + "post_attention_layernorm.weight", (h,)),
-        )
+            q=w("self_attn.q_proj.weight", q, h), k=w("self_attn.k_proj.weight", kv, h),
+            v=w("self_attn.v_proj.weight", kv, h), o=w("self_attn.o_proj.weight", h, q),
+            gate=w("mlp.gate_proj.weight", inter, h), up=w("mlp.up_proj.weight", inter, h),
+            down=w("mlp.down_proj.weight", h, inter), attn_norm=w("input_layernorm.weight", h),
+            mlp_norm=w("post_attention_layernorm.weight", h))
         if cfg.qkv_bias:
-            t.q_bias = take(tensors, p + "self_attn.q_proj.bias", (q,))
-            t.k_bias = take(tensors, p + "self_attn.k_proj.bias", (kv,))
-            t.v_bias = take(tensors, p + "self_attn.v_proj.bias", (kv,))
+            t.q_bias, t.k_bias, t.v_bias = (w(f"self_attn.{x}_proj.bias", n) for x, n in zip("qkv", (q, kv, kv)))
         if cfg.qk_norm:
-            t.q_norm = take(tensors, p + "self_attn.q_norm.weight", (cfg.head_dim,))
-            t.k_norm = take(tensors, p + "self_attn.k_norm.weight", (cfg.head_dim,))
+            t.q_norm, t.k_norm = w("self_attn.q_norm.weight", d), w("self_attn.k_norm.weight", d)
         layers.append(t)
     final_norm = take(tensors, "model.norm.weight", (h,))
     if cfg.tie_word_embeddings:
         tensors.pop("lm_head.weight", None)  # some tied checkpoints still store a copy
-        lm_head = embed
-    else:
-        lm_head = take(tensors, "lm_head.weight", (cfg.vocab_size, h))
-    leftover = [n for n in tensors if not n.endswith("rotary_emb.inv_freq")]
-    if leftover:
+    lm_head = embed if cfg.tie_word_embeddings else take(tensors, "lm_head.weight", (cfg.vocab_size, h))
+    if leftover := [n for n in tensors if not n.endswith("rotary_emb.inv_freq")]:
         raise ValueError(f"checkpoint has tensors this architecture does not use: {leftover[:5]}")
     return ModelTensors(embed, layers, final_norm, lm_head)

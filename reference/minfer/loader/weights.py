@@ -12,17 +12,11 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     """The safetensors files of a Hugging Face folder: one file, or the shards its index names."""
     model_dir = Path(model_dir)
     index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [model_dir / s for s in shards]
-    else:
-        files = [model_dir / "model.safetensors"]
-    for f in files:
-        if not f.is_file():
-            raise FileNotFoundError(
-                f"{f} is missing; minfer loads safetensors checkpoints "
-                "(re-download the model, or `minfer model pull --force` for a builtin)"
-            )
+    shards = json.loads(index.read_text())["weight_map"].values() if index.is_file() else ["model.safetensors"]
+    files = [model_dir / s for s in sorted(set(shards))]
+    if missing := [f for f in files if not f.is_file()]:
+        raise FileNotFoundError(f"{missing[0]} is missing; minfer loads safetensors checkpoints "
+                                "(re-download the model, or `minfer model pull --force` for a builtin)")
     return files
 
 
@@ -32,13 +26,10 @@ def load_tensors(model_dir: Path, dtype: torch.dtype = torch.float32) -> dict[st
     for f in checkpoint_files(model_dir):
         try:
             with safe_open(str(f), framework="pt") as sf:
-                for name in sf.keys():
-                    tensors[name] = sf.get_tensor(name).to(dtype)
+                tensors.update({name: sf.get_tensor(name).to(dtype) for name in sf.keys()})
         except (SafetensorError, OSError, RuntimeError) as e:
-            raise ValueError(
-                f"{f} is corrupt or truncated ({e}); delete it and download or convert the model again "
-                "(`minfer model pull --force smollm2-135m` for the builtin)"
-            ) from e
+            raise ValueError(f"{f} is corrupt or truncated ({e}); delete it and download or convert the "
+                             "model again (`minfer model pull --force smollm2-135m` for the builtin)") from e
     return tensors
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .errors import KVPoolExhausted
+from minfer.memory.errors import DoubleFree, KVPoolExhausted  # absolute: the lab copy imports it too
 
 
 def chain_hash(parent: int | None, tokens: tuple[int, ...]) -> int:
     """A block's identity depends on every token before it, not just its own."""
+    ### BEGIN SOLUTION  hint: hash the parent's hash together with this block's tokens
     return hash((parent, tokens))
+    ### END SOLUTION
 
 
 @dataclass
@@ -45,6 +47,8 @@ class BlockPool:
         return len(self.free_ids) + len(self.evictable)
 
     def allocate(self) -> int:
+        """A block for one owner (ref_count 1): a free one, else the least recently used cached one."""
+        ### BEGIN SOLUTION  hint: never hand out a block someone still references
         if self.free_ids:
             block = self.blocks[self.free_ids.pop()]
         elif self.evictable:
@@ -59,20 +63,25 @@ class BlockPool:
             )
         block.ref_count = 1
         return block.block_id
+        ### END SOLUTION
 
     def free(self, block_id: int) -> None:
+        """Drop one reference; an unreferenced block becomes free, or evictable if it is cached."""
+        ### BEGIN SOLUTION
         block = self.blocks[block_id]
         if block.ref_count <= 0:
-            raise ValueError(f"KV block {block_id} freed twice")
+            raise DoubleFree(f"KV block {block_id} freed twice (its reference count is already 0)")
         block.ref_count -= 1
         if block.ref_count == 0:
             if block.hash is not None:
                 self.evictable[block_id] = None  # most recently used goes last
             else:
                 self.free_ids.append(block_id)
+        ### END SOLUTION
 
     def lookup(self, h: int) -> int | None:
         """A cached block with this hash, now shared by the caller (ref_count + 1), or None."""
+        ### BEGIN SOLUTION  hint: a shared block must not stay evictable
         if not self.enable_prefix_cache or h not in self.cached:
             return None
         block = self.blocks[self.cached[h]]
@@ -80,10 +89,13 @@ class BlockPool:
             del self.evictable[block.block_id]
         block.ref_count += 1
         return block.block_id
+        ### END SOLUTION
 
     def register(self, block_id: int, h: int) -> None:
         """Name a full block by its hash so later requests with the same prefix can reuse it."""
+        ### BEGIN SOLUTION
         if not self.enable_prefix_cache or h in self.cached:
             return  # an identical block is already cached; this one stays private
         self.blocks[block_id].hash = h
         self.cached[h] = block_id
+        ### END SOLUTION

@@ -7,3 +7,11 @@ class OutOfMemory(MemoryError):
 
 class KVPoolExhausted(MemoryError):
     """Every KV block is referenced by a running request; the scheduler must wait or preempt."""
+
+
+class InvalidFree(ValueError):
+    """free() of memory that is not a live block of this allocator or pool."""
+
+
+class DoubleFree(InvalidFree):
+    """free() of a block that is already free."""

@@ -16,9 +16,9 @@ from .block_pool import BlockPool, chain_hash
 class KVCache:
     def __init__(
         self, cfg: ModelConfig, device: Device, dtype: torch.dtype, num_blocks: int, block_size: int,
-        enable_prefix_cache: bool = True,
+        enable_prefix_cache: bool = True, pool_cls: type = BlockPool,
     ) -> None:
-        self.pool = BlockPool(num_blocks, block_size, enable_prefix_cache)
+        self.pool = pool_cls(num_blocks, block_size, enable_prefix_cache)
         self.block_size = block_size
         slots = num_blocks * block_size
         shape = (slots, cfg.num_kv_heads, cfg.head_dim)

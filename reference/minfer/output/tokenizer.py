@@ -24,9 +24,13 @@ class TokenizerBundle:
         if not file.is_file():
             raise FileNotFoundError(f"{file} is missing: minfer needs a fast tokenizer (tokenizer.json)")
         cfg_file = path / "tokenizer_config.json"
-        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        try:
+            tokenizer = Tokenizer.from_file(str(file))
+            cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        except Exception as e:  # tokenizers raises a bare Exception for a corrupt file
+            raise ValueError(f"{file} or {cfg_file.name} is corrupt ({e}); re-download or re-convert the model") from e
         token = lambda t: t.get("content") if isinstance(t, dict) else t  # noqa: E731  (AddedToken dicts)
-        return cls(Tokenizer.from_file(str(file)), cfg.get("chat_template"), token(cfg.get("bos_token")), token(cfg.get("eos_token")))
+        return cls(tokenizer, cfg.get("chat_template"), token(cfg.get("bos_token")), token(cfg.get("eos_token")))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=True).ids

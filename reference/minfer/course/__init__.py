@@ -1,0 +1,1 @@
+"""Course tooling: which reference files each lab owns, skeleton generation, the implementation switch."""

@@ -1,0 +1,81 @@
+"""The labs and the implementation switch.
+
+A lab owns a few reference modules. Its folder holds a same-named copy of each (the student's
+work); the switch decides whether tests and the engine use those files, the reference modules, or
+another folder (a known-wrong solution, a collected submission).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    folder: str  # relative to the repository root
+    modules: dict[str, str]  # file name in the lab folder -> reference module it replaces
+
+    @property
+    def path(self) -> Path:
+        return REPO / self.folder
+
+
+LABS = {
+    "lab1": Lab("lab1", "labs/lab1_allocator", {
+        "allocator.py": "minfer.memory.allocator",
+        "block_pool.py": "minfer.memory.block_pool",
+    }),
+}
+
+
+def get_lab(name: str) -> Lab:
+    if name not in LABS:
+        raise ValueError(f"unknown lab {name!r}; labs: {', '.join(LABS)}")
+    return LABS[name]
+
+
+def reference_file(module: str) -> Path:
+    return REPO / "reference" / Path(*module.split(".")).with_suffix(".py")
+
+
+def load(lab: str, impl: str | Path = "student") -> SimpleNamespace:
+    """The lab's modules from `impl`: 'student' (the lab folder), 'reference', or a folder path.
+
+    Attributes are named after the files: `load("lab1").allocator.Allocator`.
+    """
+    spec = get_lab(lab)
+    folder = spec.path if impl == "student" else None if impl == "reference" else Path(impl)
+    mods: dict[str, ModuleType] = {}
+    for file, module in spec.modules.items():
+        stem = file.removesuffix(".py")
+        if folder is None:
+            mods[stem] = importlib.import_module(module)
+            continue
+        path = folder / file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: lab {lab} expects {', '.join(spec.modules)} in {folder}")
+        name = f"minfer_{lab}_impl_{abs(hash(str(path.resolve())))}.{stem}"
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = mod  # dataclasses look their module up while the file executes
+        mod_spec.loader.exec_module(mod)
+        mods[stem] = mod
+    return SimpleNamespace(**mods)
+
+
+def parse_lab_args(values: list[str]) -> dict[str, SimpleNamespace]:
+    """`--lab lab1=labs/lab1_allocator` (repeatable) -> {"lab1": modules}."""
+    out = {}
+    for v in values:
+        name, sep, folder = v.partition("=")
+        if not sep:
+            raise ValueError(f"--lab takes NAME=FOLDER (e.g. lab1=labs/lab1_allocator), got {v!r}")
+        out[name] = load(name, "reference" if folder == "reference" else Path(folder))
+    return out

@@ -1,0 +1,16 @@
+"""`minfer bench` runs end to end and prints its table (speed itself is never asserted)."""
+from __future__ import annotations
+
+from minfer.cli import main
+
+
+def test_bench_prints_ratios(tiny_dir, capsys):
+    code = main(["bench", "--model", str(tiny_dir("llama")), "--requests", "3", "--decode-tokens", "24",
+                 "--prompt-tokens", "8"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "metric" not in line]
+    assert len(rows) == 3, out
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
