@@ -47,12 +47,12 @@ class Allocator:
         self.policy = policy
         self.arena = device.allocate((self.capacity,), torch.uint8) if device is not None else None
         # TODO: your code here
-        raise NotImplementedError('your code here')
+        raise NotImplementedError('labs/lab1_allocator/allocator.py: not implemented yet (your code here)')
 
     def round_up(self, nbytes: int) -> int:
         """`nbytes` rounded up to a multiple of the alignment (at least one unit)."""
         # TODO: zero bytes still takes one aligned unit
-        raise NotImplementedError('zero bytes still takes one aligned unit')
+        raise NotImplementedError('labs/lab1_allocator/allocator.py: not implemented yet (zero bytes still takes one aligned unit)')
 
     def malloc(self, nbytes: int) -> int:
         """Offset of a new block of at least `nbytes` bytes; raises OutOfMemory."""
@@ -60,21 +60,21 @@ class Allocator:
             raise ValueError(f"cannot allocate a negative size ({nbytes})")
         size = self.round_up(nbytes)
         # TODO: cache hit first; then best fit (flush the cache and retry once)
-        raise NotImplementedError('cache hit first; then best fit (flush the cache and retry once)')
+        raise NotImplementedError('labs/lab1_allocator/allocator.py: not implemented yet (cache hit first; then best fit (flush the cache and retry once))')
 
     def free(self, offset: int) -> None:
         """Return a block; raises DoubleFree or InvalidFree for offsets that are not live blocks."""
         # TODO: check before you trust the offset; then cache or coalesce
-        raise NotImplementedError('check before you trust the offset; then cache or coalesce')
+        raise NotImplementedError('labs/lab1_allocator/allocator.py: not implemented yet (check before you trust the offset; then cache or coalesce)')
 
     def empty_cache(self) -> None:
         """Give every cached block back to the free list, merging neighbours."""
         # TODO: your code here
-        raise NotImplementedError('your code here')
+        raise NotImplementedError('labs/lab1_allocator/allocator.py: not implemented yet (your code here)')
 
     def stats(self) -> AllocatorStats:
         # TODO: fragmentation counts free-list bytes only (cached blocks are reserved)
-        raise NotImplementedError('fragmentation counts free-list bytes only (cached blocks are reserved)')
+        raise NotImplementedError('labs/lab1_allocator/allocator.py: not implemented yet (fragmentation counts free-list bytes only (cached blocks are reserved))')
 
     def tensor(self, offset: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A tensor view of a live block (the arena's memory, no copy)."""

@@ -16,7 +16,7 @@ from minfer.memory.errors import DoubleFree, KVPoolExhausted  # absolute: the la
 def chain_hash(parent: int | None, tokens: tuple[int, ...]) -> int:
     """A block's identity depends on every token before it, not just its own."""
     # TODO: hash the parent's hash together with this block's tokens
-    raise NotImplementedError("hash the parent's hash together with this block's tokens")
+    raise NotImplementedError("labs/lab1_allocator/block_pool.py: not implemented yet (hash the parent's hash together with this block's tokens)")
 
 
 @dataclass
@@ -49,19 +49,19 @@ class BlockPool:
     def allocate(self) -> int:
         """A block for one owner (ref_count 1): a free one, else the least recently used cached one."""
         # TODO: never hand out a block someone still references
-        raise NotImplementedError('never hand out a block someone still references')
+        raise NotImplementedError('labs/lab1_allocator/block_pool.py: not implemented yet (never hand out a block someone still references)')
 
     def free(self, block_id: int) -> None:
         """Drop one reference; an unreferenced block becomes free, or evictable if it is cached."""
         # TODO: your code here
-        raise NotImplementedError('your code here')
+        raise NotImplementedError('labs/lab1_allocator/block_pool.py: not implemented yet (your code here)')
 
     def lookup(self, h: int) -> int | None:
         """A cached block with this hash, now shared by the caller (ref_count + 1), or None."""
         # TODO: a shared block must not stay evictable
-        raise NotImplementedError('a shared block must not stay evictable')
+        raise NotImplementedError('labs/lab1_allocator/block_pool.py: not implemented yet (a shared block must not stay evictable)')
 
     def register(self, block_id: int, h: int) -> None:
         """Name a full block by its hash so later requests with the same prefix can reuse it."""
         # TODO: your code here
-        raise NotImplementedError('your code here')
+        raise NotImplementedError('labs/lab1_allocator/block_pool.py: not implemented yet (your code here)')

@@ -7,6 +7,8 @@ import sys
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2-135m", help="builtin name or a Hugging Face model folder")
+    p.add_argument("--lab", action="append", default=[], metavar="LAB=FOLDER",
+                   help="run a lab's code inside the engine, e.g. lab1=labs/lab1_allocator (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
@@ -29,9 +31,10 @@ def _params(a: argparse.Namespace):
 
 
 def _llm(a: argparse.Namespace):
+    from .course.labs import parse_lab_args
     from .engine import LLM
 
-    return LLM(a.model, device=a.device, dtype=a.dtype)
+    return LLM(a.model, device=a.device, dtype=a.dtype, labs=parse_lab_args(a.lab))
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -97,6 +100,31 @@ def cmd_model(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(a: argparse.Namespace) -> int:
+    import subprocess
+
+    from .course.labs import REPO, LABS, get_lab
+    from .course.skeletons import skeleton_files, write_skeletons
+
+    if a.action == "skeletons":
+        stale = write_skeletons(check=a.check)
+        for path in stale:
+            print(f"{'stale' if a.check else 'wrote'}: {path.relative_to(REPO)}")
+        if a.check and stale:
+            print("minfer: error: skeletons are out of date; run `minfer lab skeletons`", file=sys.stderr)
+            return 1
+        return 0
+    lab = get_lab(a.lab or "lab1") if a.action != "test" or a.lab else None
+    if a.action == "diff":
+        for path in skeleton_files(lab):
+            subprocess.run(["diff", "-u", str(path), str(REPO / "reference" / lab.modules[path.name].replace(".", "/")) + ".py"])
+        return 0
+    suites = ["tests", "hidden"] if a.hidden else ["tests"]
+    labs = [lab] if lab else list(LABS.values())
+    cmd = [sys.executable, "-m", "pytest", "--impl", a.impl, *(str(l.path / s) for l in labs for s in suites)]
+    return subprocess.run(cmd, cwd=REPO).returncode
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -125,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs="*", help="pull: [NAME] (default smollm2-135m); convert: GGUF_FILE OUT_FOLDER")
     p.add_argument("--force", action="store_true", help="pull again even if present")
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("lab", help="course labs: skeletons | test | diff")
+    p.add_argument("action", choices=["skeletons", "test", "diff"])
+    p.add_argument("lab", nargs="?", help="lab1, ... (test: all labs when left out)")
+    p.add_argument("--check", action="store_true", help="skeletons: fail if a committed skeleton is stale")
+    p.add_argument("--impl", default="student", help="test: student | reference | a folder")
+    p.add_argument("--hidden", action="store_true", help="test: the hidden suite too (instructors)")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("bench", help="minfer vs transformers on the same weights, as a table of ratios")
     _engine_args(p)

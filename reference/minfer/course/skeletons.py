@@ -26,7 +26,8 @@ def _in_function(lines: list[str], i: int, indent: str) -> bool:
     return False
 
 
-def strip_solutions(source: str, where: str = "<source>") -> str:
+def strip_solutions(source: str, where: str = "<source>", label: str = "") -> str:
+    """`label` (the skeleton's path) prefixes each NotImplementedError, so the engine's error says where."""
     lines = source.splitlines(keepends=True)
     out: list[str] = []
     i = 0
@@ -44,7 +45,8 @@ def strip_solutions(source: str, where: str = "<source>") -> str:
         if i == len(lines):
             raise ValueError(f"{where}:{start + 1}: BEGIN SOLUTION without END")
         if _in_function(lines, start, indent):
-            out.append(f"{indent}# TODO: {hint}\n{indent}raise NotImplementedError({hint!r})\n")
+            message = f"{label}: not implemented yet ({hint})" if label else hint
+            out.append(f"{indent}# TODO: {hint}\n{indent}raise NotImplementedError({message!r})\n")
         else:
             out.append(f"{indent}# TODO: your own helper methods, if you want some ({hint})\n")
         i += 1
@@ -56,7 +58,7 @@ def skeleton_files(lab: Lab) -> dict[Path, str]:
     for file, module in lab.modules.items():
         src = reference_file(module)
         rel = src.relative_to(lab.path.parents[1])
-        files[lab.path / file] = HEADER.format(src=rel) + strip_solutions(src.read_text(), str(rel))
+        files[lab.path / file] = HEADER.format(src=rel) + strip_solutions(src.read_text(), str(rel), f"{lab.folder}/{file}")
     return files
 
 

@@ -39,6 +39,12 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, raw: dict, where: str = "config") -> "ModelConfig":
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+        missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                               "num_attention_heads") if k not in raw]
+        if missing:
+            raise ValueError(f"{where}: missing required key(s) {missing}; is this a complete model config?")
         archs = raw.get("architectures") or []
         if (arch := next((SUPPORTED[a] for a in archs if a in SUPPORTED), None)) is None:
             raise ValueError(f"{where}: unsupported architecture {archs or raw.get('model_type')!r}; "

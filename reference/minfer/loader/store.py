@@ -92,7 +92,10 @@ def _convert_atomic(gguf: Path, out: Path, progress: bool, overwrite: bool) -> P
     shutil.rmtree(tmp, ignore_errors=True)  # a leftover of an earlier crashed run with our pid
     tmp.mkdir()
     try:
-        convert_gguf(gguf, tmp, progress=progress)
+        try:
+            convert_gguf(gguf, tmp, progress=progress)
+        except (ValueError, OSError) as e:  # the gguf library's messages do not name the file
+            raise ValueError(f"cannot convert {gguf}: {e}; is it a complete Llama GGUF file?") from e
         (tmp / MARKER).write_text(f"converted from {gguf.name}\n")
         if out.exists():
             if not overwrite and any(out.iterdir()):
@@ -129,6 +132,8 @@ def resolve(name_or_path: str, pull_missing: bool = True) -> Path:
         if not (path / "config.json").is_file():
             raise ValueError(f"{path} has no config.json, so it is not a Hugging Face model folder")
         return path
+    if "/" in name_or_path or name_or_path.startswith("."):
+        raise ValueError(f"no model folder at {path}; give a Hugging Face folder or a builtin name ({', '.join(BUILTIN_MODELS)})")
     _, dest = _builtin(name_or_path, path_hint=True)
     if not pull_missing and not (dest / MARKER).is_file():
         raise FileNotFoundError(
