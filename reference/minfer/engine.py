@@ -137,7 +137,7 @@ class LLM:
                 raise RuntimeError("scheduler stalled: requests are waiting but none could be scheduled")
             return []
         sampling = batch.sampling
-        fi = prepare(batch, self.kv, self.device.torch_device)
+        fi = prepare(batch, self.kv, self.device)
         self.workspace.begin(batch.num_tokens)
         try:
             logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows, self.workspace)

@@ -2,8 +2,9 @@
 
 New keys and values are written to their slots first; then every query attends to its request's
 whole context, gathered from the cache by slot index. Prefill chunks are attended one request at a
-time (each is a big matrix product anyway); all single-token decodes are padded to one length and
-attended in a single call, with a mask hiding the padding.
+time (each is a big matrix product anyway). Single-token decodes are sorted by context length and
+attended in groups padded to the group's longest context, with a mask hiding the padding: sorting
+keeps the padding (gathered and multiplied for nothing) small when lengths differ widely.
 """
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ class PrefillSeg:
 class DecodeGroup:
     rows: torch.Tensor  # [B] rows of the flattened batch that are single-token decodes
     slots: torch.Tensor  # [B, Lmax] cache slots of each context, padded with a valid dummy slot
-    mask: torch.Tensor  # [B, 1, 1, Lmax] True where a key is real
+    mask: torch.Tensor  # [B, Lmax] True where a key is real
 
 
 @dataclass
 class AttnMeta:
     slot_mapping: torch.Tensor  # [T] where each new token's K/V is written
     prefill: list[PrefillSeg]
-    decode: DecodeGroup | None
+    decode: list[DecodeGroup]
 
 
 def paged_attention(
@@ -58,11 +59,22 @@ def paged_attention(
             attn_mask=seg.mask, is_causal=seg.mask is None, enable_gqa=True,
         )
         out[rows] = o.transpose(0, 1)
-    if meta.decode is not None:
-        d = meta.decode
-        b, lmax = d.slots.shape
-        kc = k_cache.index_select(0, d.slots.view(-1)).view(b, lmax, *k_cache.shape[1:]).transpose(1, 2)
-        vc = v_cache.index_select(0, d.slots.view(-1)).view(b, lmax, *v_cache.shape[1:]).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q[d.rows].unsqueeze(2), kc, vc, attn_mask=d.mask, enable_gqa=True)
-        out[d.rows] = o.squeeze(2)
+    for d in meta.decode:
+        out[d.rows] = decode_attention(q[d.rows], k_cache, v_cache, d.slots, d.mask)
     return out
+
+
+def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slots: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """One query token per request: q [B, H, D], slots and mask [B, L] -> [B, H, D].
+
+    The query heads that share a KV head are stacked as rows of one matrix, so each gathered key is
+    read once per KV head instead of being copied out to every query head (what GQA is for).
+    """
+    b, h, d = q.shape
+    kvh = k_cache.shape[1]
+    k = k_cache.index_select(0, slots.view(-1)).view(b, -1, kvh, d).transpose(1, 2)  # [B, KVH, L, D]
+    v = v_cache.index_select(0, slots.view(-1)).view(b, -1, kvh, d).transpose(1, 2)
+    scores = torch.matmul(q.view(b, kvh, h // kvh, d), k.transpose(-1, -2)) * d ** -0.5  # [B, KVH, G, L]
+    scores.masked_fill_(~mask[:, None, None, :], float("-inf"))
+    return torch.matmul(torch.softmax(scores, dim=-1), v).view(b, h, d)

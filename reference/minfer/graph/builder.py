@@ -1,4 +1,4 @@
-"""From loaded tensors to an execution plan: fuse, transpose once, cast, and place on the device."""
+"""From loaded tensors to an execution plan: fuse, transpose once, cast, and pack into the weight tier."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +6,7 @@ import torch
 from ..hal import Device
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
+from ..memory.tiers import WeightPool
 from .model import LayerWeights, Matmul, Model
 
 
@@ -17,30 +18,28 @@ def torch_matmul(x: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor | None = 
 def build_model(
     cfg: ModelConfig, t: ModelTensors, device: Device, dtype: torch.dtype, matmul: Matmul = torch_matmul
 ) -> Model:
-    def place(x: torch.Tensor | None) -> torch.Tensor | None:
+    """Fuse q/k/v and gate/up, transpose once to [in, out], then pack everything into the weight tier."""
+    host: list[torch.Tensor] = []
+
+    def put(x: torch.Tensor | None) -> int | None:  # queue a host tensor; its index is its slot
         if x is None:
             return None
-        # the weight tier: one persistent allocation per tensor, filled once, never freed
-        out = device.allocate(tuple(x.shape), dtype)
-        return device.copy(out, x.to(dtype).contiguous())
+        host.append(x.contiguous())
+        return len(host) - 1
 
-    def fuse_t(*ws: torch.Tensor) -> torch.Tensor:
-        return place(torch.cat(ws, dim=0).t())
+    def fuse_t(*ws: torch.Tensor) -> int:
+        return put(torch.cat(ws, dim=0).t())
 
-    layers = []
-    for lt in t.layers:
-        bias = None if lt.q_bias is None else place(torch.cat([lt.q_bias, lt.k_bias, lt.v_bias]))
-        layers.append(LayerWeights(
-            qkv_t=fuse_t(lt.q, lt.k, lt.v),
-            qkv_bias=bias,
-            o_t=fuse_t(lt.o),
-            gate_up_t=fuse_t(lt.gate, lt.up),
-            down_t=fuse_t(lt.down),
-            attn_norm=place(lt.attn_norm),
-            mlp_norm=place(lt.mlp_norm),
-            q_norm=place(lt.q_norm),
-            k_norm=place(lt.k_norm),
-        ))
-    embed_t = fuse_t(t.embed)
+    layers = [dict(
+        qkv_t=fuse_t(lt.q, lt.k, lt.v),
+        qkv_bias=None if lt.q_bias is None else put(torch.cat([lt.q_bias, lt.k_bias, lt.v_bias])),
+        o_t=fuse_t(lt.o), gate_up_t=fuse_t(lt.gate, lt.up), down_t=fuse_t(lt.down),
+        attn_norm=put(lt.attn_norm), mlp_norm=put(lt.mlp_norm), q_norm=put(lt.q_norm), k_norm=put(lt.k_norm),
+    ) for lt in t.layers]
+    embed_t, final_norm = fuse_t(t.embed), put(t.final_norm)
     lm_head_t = embed_t if t.lm_head is t.embed else fuse_t(t.lm_head)
-    return Model(cfg, embed_t, layers, place(t.final_norm), lm_head_t, matmul)
+    pool = WeightPool(device, dtype, [tuple(x.shape) for x in host])
+    placed = [pool.place(i, x) for i, x in enumerate(host)]
+    get = lambda i: None if i is None else placed[i]  # noqa: E731
+    return Model(cfg, get(embed_t), [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers],
+                 get(final_norm), get(lm_head_t), matmul, weight_bytes=pool.nbytes)

@@ -41,6 +41,7 @@ class Model:
     final_norm: torch.Tensor
     lm_head_t: torch.Tensor  # [hidden, vocab]; the same tensor as embed_t when tied
     matmul: Matmul
+    weight_bytes: int = 0  # size of the weight tier
 
     def __post_init__(self) -> None:
         self.inv_freq = rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta).to(self.embed_t.device)

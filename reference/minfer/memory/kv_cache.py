@@ -20,6 +20,8 @@ class KVCache:
     ) -> None:
         self.pool = pool_cls(num_blocks, block_size, enable_prefix_cache)
         self.block_size = block_size
+        self.block_bytes = cfg.kv_bytes_per_token(dtype.itemsize) * block_size
+        self.peak_blocks = 0  # most blocks referenced at once (cached-but-free ones not counted)
         slots = num_blocks * block_size
         shape = (slots, cfg.num_kv_heads, cfg.head_dim)
         # the KV tier: allocated once up front, so serving never allocates on the hot path
@@ -36,6 +38,7 @@ class KVCache:
         """Grow `req`'s block table to hold `num_tokens` tokens (raises KVPoolExhausted)."""
         for _ in range(self.blocks_needed(req, num_tokens)):
             req.block_table.append(self.pool.allocate())
+        self.peak_blocks = max(self.peak_blocks, self.pool.num_blocks - self.pool.num_free)
 
     def match_prefix(self, req: Req) -> None:
         """Point a new request's first blocks at cached blocks with the same tokens.

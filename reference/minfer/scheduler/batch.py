@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..core import Batch
 from ..graph.attention import AttnMeta, DecodeGroup, PrefillSeg
+from ..hal import Device
 from ..memory.kv_cache import KVCache
+from ..memory.tiers import stage
+
+
+DECODE_GROUP = 16  # decodes attended together; sorted by length, so a group's padding stays small
 
 
 @dataclass
@@ -18,7 +24,8 @@ class ForwardInput:
     logit_rows: torch.Tensor  # one row per request that samples this step, in batch.sampling order
 
 
-def prepare(batch: Batch, kv: KVCache, device: torch.device) -> ForwardInput:
+def prepare(batch: Batch, kv: KVCache, device: Device) -> ForwardInput:
+    up = partial(stage, device)  # the staging tier: zero-copy on a CPU, pinned + async on a GPU
     ids: list[int] = []
     positions, slot_mapping, logit_rows = [], [], []
     prefill: list[PrefillSeg] = []
@@ -36,20 +43,23 @@ def prepare(batch: Batch, kv: KVCache, device: torch.device) -> ForwardInput:
             prefill.append(PrefillSeg(row, item.num_tokens, None, None))
         else:  # a later chunk: attend to the cached prefix too, causally shifted by `start`
             mask = torch.arange(end)[None, :] <= torch.arange(start, end)[:, None]
-            prefill.append(PrefillSeg(row, item.num_tokens, kv.slots(req, 0, end).to(device), mask.to(device)))
+            prefill.append(PrefillSeg(row, item.num_tokens, up(kv.slots(req, 0, end)), up(mask)))
         row += item.num_tokens
         if item.samples:
             logit_rows.append(row - 1)
-    decode = None
-    if decode_rows:
-        lmax = max(len(c) for c in decode_ctx)
+    decode = []
+    order = sorted(range(len(decode_rows)), key=lambda i: len(decode_ctx[i]))
+    for start in range(0, len(order), DECODE_GROUP):
+        group = order[start:start + DECODE_GROUP]
+        ctx = [decode_ctx[i] for i in group]
+        lmax = len(ctx[-1])
         # pad with each context's own first slot: any valid slot works, the mask hides it
-        slots = torch.stack([torch.cat([c, c[:1].expand(lmax - len(c))]) for c in decode_ctx])
-        mask = torch.arange(lmax)[None, :] < torch.tensor([len(c) for c in decode_ctx])[:, None]
-        decode = DecodeGroup(torch.tensor(decode_rows).to(device), slots.to(device), mask[:, None, None, :].to(device))
+        slots = torch.stack([torch.cat([c, c[:1].expand(lmax - len(c))]) for c in ctx])
+        mask = torch.arange(lmax)[None, :] < torch.tensor([len(c) for c in ctx])[:, None]
+        decode.append(DecodeGroup(up(torch.tensor([decode_rows[i] for i in group])), up(slots), up(mask)))
     return ForwardInput(
-        ids=torch.tensor(ids, dtype=torch.long).to(device),
-        positions=torch.cat(positions).to(device),
-        meta=AttnMeta(torch.cat(slot_mapping).to(device), prefill, decode),
-        logit_rows=torch.tensor(logit_rows, dtype=torch.long).to(device),
+        ids=up(torch.tensor(ids, dtype=torch.long)),
+        positions=up(torch.cat(positions)),
+        meta=AttnMeta(up(torch.cat(slot_mapping)), prefill, decode),
+        logit_rows=up(torch.tensor(logit_rows, dtype=torch.long)),
     )
