@@ -68,7 +68,7 @@ class Model:
         ids: torch.Tensor,  # [T]
         positions: torch.Tensor,  # [T]
         meta: AttnMeta,
-        kv_cache: list[tuple[torch.Tensor, torch.Tensor]],  # per layer (k, v), each [slots, KVH, D]
+        kv_cache: list[tuple[torch.Tensor, torch.Tensor]],  # per layer (k, v), each [KVH, slots, D]
         logit_rows: torch.Tensor,  # rows whose next-token logits are wanted
         ws: Workspace,
     ) -> torch.Tensor:

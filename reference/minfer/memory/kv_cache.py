@@ -1,6 +1,6 @@
 """The KV cache: one tensor pair per layer, addressed through each request's block table.
 
-Slot s of a layer's cache holds one token's keys (and values) for all KV heads. Token p of a
+Slot s of a layer's cache holds one token's keys (and values), for every KV head. Token p of a
 request lives in slot `block_table[p // block_size] * block_size + p % block_size`.
 """
 from __future__ import annotations
@@ -23,7 +23,9 @@ class KVCache:
         self.block_bytes = cfg.kv_bytes_per_token(dtype.itemsize) * block_size
         self.peak_blocks = 0  # most blocks referenced at once (cached-but-free ones not counted)
         slots = num_blocks * block_size
-        shape = (slots, cfg.num_kv_heads, cfg.head_dim)
+        # head-major ([KV heads, slots, head_dim]): a gather of context slots is then already in the
+        # layout attention multiplies with, so it is the only copy the KV cache costs per step
+        shape = (cfg.num_kv_heads, slots, cfg.head_dim)
         # the KV tier: allocated once up front, so serving never allocates on the hot path
         self.layers = [(device.allocate(shape, dtype), device.allocate(shape, dtype)) for _ in range(cfg.num_layers)]
 

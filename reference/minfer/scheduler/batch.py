@@ -36,30 +36,30 @@ def prepare(batch: Batch, kv: KVCache, device: Device) -> ForwardInput:
         ids.extend(req.all_ids[start:end])
         positions.append(torch.arange(start, end))
         slot_mapping.append(kv.slots(req, start, end))
+        blocks = req.block_table[:-(-end // kv.block_size)]  # the blocks holding tokens [0, end)
         if item.num_tokens == 1 and start > 0:
             decode_rows.append(row)
-            decode_ctx.append(kv.slots(req, 0, end))
+            decode_ctx.append((end, blocks))
         elif start == 0:
-            prefill.append(PrefillSeg(row, item.num_tokens, None, None))
+            prefill.append(PrefillSeg(row, item.num_tokens, None, end, None))
         else:  # a later chunk: attend to the cached prefix too, causally shifted by `start`
             mask = torch.arange(end)[None, :] <= torch.arange(start, end)[:, None]
-            prefill.append(PrefillSeg(row, item.num_tokens, up(kv.slots(req, 0, end)), up(mask)))
+            prefill.append(PrefillSeg(row, item.num_tokens, up(torch.tensor(blocks)), end, up(mask)))
         row += item.num_tokens
         if item.samples:
             logit_rows.append(row - 1)
     decode = []
-    order = sorted(range(len(decode_rows)), key=lambda i: len(decode_ctx[i]))
-    for start in range(0, len(order), DECODE_GROUP):
-        group = order[start:start + DECODE_GROUP]
-        ctx = [decode_ctx[i] for i in group]
-        lmax = len(ctx[-1])
-        # pad with each context's own first slot: any valid slot works, the mask hides it
-        slots = torch.stack([torch.cat([c, c[:1].expand(lmax - len(c))]) for c in ctx])
-        mask = torch.arange(lmax)[None, :] < torch.tensor([len(c) for c in ctx])[:, None]
-        decode.append(DecodeGroup(up(torch.tensor([decode_rows[i] for i in group])), up(slots), up(mask)))
+    order = sorted(range(len(decode_rows)), key=lambda i: decode_ctx[i][0])
+    for first in range(0, len(order), DECODE_GROUP):
+        group = order[first:first + DECODE_GROUP]
+        nb = len(decode_ctx[group[-1]][1])
+        # pad with block 0: any valid block works, the mask hides it
+        blocks = torch.tensor([decode_ctx[i][1] + [0] * (nb - len(decode_ctx[i][1])) for i in group])
+        mask = torch.arange(nb * kv.block_size)[None, :] < torch.tensor([decode_ctx[i][0] for i in group])[:, None]
+        decode.append(DecodeGroup(up(torch.tensor([decode_rows[i] for i in group])), up(blocks), up(mask)))
     return ForwardInput(
         ids=up(torch.tensor(ids, dtype=torch.long)),
         positions=up(torch.cat(positions)),
-        meta=AttnMeta(up(torch.cat(slot_mapping)), prefill, decode),
+        meta=AttnMeta(up(torch.cat(slot_mapping)), kv.block_size, prefill, decode),
         logit_rows=up(torch.tensor(logit_rows, dtype=torch.long)),
     )
