@@ -104,7 +104,7 @@ def bench_serving(llm: LLM, hf, num: int, seed: int) -> list[Row]:
 def print_table(rows: list[Row], title: str) -> None:
     print(f"\n{title}")
     print(f"| {'metric':50} | {'minfer':>10} | {'transformers':>12} | {'ratio':>7} |")
-    print(f"|{'-' * 52}|{'-' * 12}:|{'-' * 14}:|{'-' * 9}:|")
+    print(f"|{'-' * 52}|{'-' * 11}:|{'-' * 13}:|{'-' * 8}:|")
     for r in rows:
         hf = f"{r.hf:.3f}" if r.hf is not None else "-"
         print(f"| {r.metric:50} | {r.minfer:10.3f} | {hf:>12} | {r.ratio():>7} |")
