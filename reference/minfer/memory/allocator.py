@@ -45,7 +45,7 @@ class Allocator:
         self.caching = caching
         self.policy = policy
         self.arena = device.allocate((self.capacity,), torch.uint8) if device is not None else None
-        ### BEGIN SOLUTION
+        ### BEGIN SOLUTION  hint: keep self.used = {offset: size} of live blocks (tensor() reads it); the rest is yours
         self.free_blocks: list[tuple[int, int]] = [(0, self.capacity)]  # (offset, size), sorted by offset
         self.used: dict[int, int] = {}  # offset -> size of blocks handed out
         self.cache: dict[int, list[int]] = {}  # size -> offsets of freed blocks kept for reuse
