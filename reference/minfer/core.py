@@ -29,9 +29,10 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
-        self._check()
+        self.validate()
 
-    def _check(self) -> None:
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field."""
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"SamplingParams.{name}={getattr(self, name)!r} is invalid: {why}")
 

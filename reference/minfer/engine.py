@@ -69,8 +69,9 @@ class LLM:
         del tensors
         # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
         memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)
-        arena = self.model.workspace_bytes(max_batch_tokens) + len(self.model.buffer_plan(1)) * 256
-        self.allocator = memory.allocator.Allocator(arena, alignment=256, device=self.device)
+        align = 256  # bytes; each buffer may waste up to one unit to rounding, hence the slack below
+        arena = self.model.workspace_bytes(max_batch_tokens) + len(self.model.buffer_plan(1)) * align
+        self.allocator = memory.allocator.Allocator(arena, alignment=align, device=self.device)
         self.workspace = Workspace(self.allocator)
         self.max_model_len = min(max_model_len or self.config.max_position, self.config.max_position)
         self.kv = KVCache(self.config, self.device, self.dtype, self._num_blocks(kv_cache_mb, block_size), block_size,
@@ -97,7 +98,7 @@ class LLM:
     # -- requests ----------------------------------------------------------------------------
     def add_request(self, prompt: Prompt, params: SamplingParams | None = None) -> int:
         params = params or SamplingParams()
-        params._check()  # SamplingParams is mutable: check again what is actually used
+        params.validate()  # SamplingParams is mutable: check again what is actually used
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         if not ids:
             raise ValueError("the prompt is empty; give at least one token")
