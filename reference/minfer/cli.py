@@ -103,8 +103,8 @@ def cmd_model(a: argparse.Namespace) -> int:
 def cmd_lab(a: argparse.Namespace) -> int:
     import subprocess
 
-    from .course.labs import REPO, LABS, get_lab
-    from .course.skeletons import skeleton_files, write_skeletons
+    from .course.labs import LABS, REPO, get_lab, reference_file
+    from .course.skeletons import write_skeletons
 
     if a.action == "skeletons":
         stale = write_skeletons(check=a.check)
@@ -114,14 +114,14 @@ def cmd_lab(a: argparse.Namespace) -> int:
             print("minfer: error: skeletons are out of date; run `minfer lab skeletons`", file=sys.stderr)
             return 1
         return 0
-    lab = get_lab(a.lab or "lab1") if a.action != "test" or a.lab else None
-    if a.action == "diff":
-        for path in skeleton_files(lab):
-            subprocess.run(["diff", "-u", str(path), str(REPO / "reference" / lab.modules[path.name].replace(".", "/")) + ".py"])
+    labs = [get_lab(a.lab)] if a.lab else list(LABS.values())
+    if a.action == "diff":  # what a student must write: the committed skeleton against the reference
+        for lab in labs:
+            for file, module in lab.modules.items():
+                subprocess.run(["diff", "-u", str(lab.path / file), str(reference_file(module))])
         return 0
     suites = ["tests", "hidden"] if a.hidden else ["tests"]
-    labs = [lab] if lab else list(LABS.values())
-    cmd = [sys.executable, "-m", "pytest", "--impl", a.impl, *(str(l.path / s) for l in labs for s in suites)]
+    cmd = [sys.executable, "-m", "pytest", "--impl", a.impl, *(str(lab.path / s) for lab in labs for s in suites)]
     return subprocess.run(cmd, cwd=REPO).returncode
 
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="course labs: skeletons | test | diff")
     p.add_argument("action", choices=["skeletons", "test", "diff"])
-    p.add_argument("lab", nargs="?", help="lab1, ... (test: all labs when left out)")
+    p.add_argument("lab", nargs="?", help="lab1, ... (all labs when left out)")
     p.add_argument("--check", action="store_true", help="skeletons: fail if a committed skeleton is stale")
     p.add_argument("--impl", default="student", help="test: student | reference | a folder")
     p.add_argument("--hidden", action="store_true", help="test: the hidden suite too (instructors)")

@@ -6,6 +6,8 @@ sequence of mallocs and frees is kept as a trace: lab 1 replays it against other
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -24,9 +26,7 @@ class Workspace:
             self.shape_key = shape_key
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        nbytes = dtype.itemsize
-        for d in shape:
-            nbytes *= d
+        nbytes = math.prod(shape) * dtype.itemsize
         offset = self.allocator.malloc(nbytes)
         self.live.append(offset)
         if self.trace is not None:
