@@ -28,6 +28,19 @@ class KVCache:
         shape = (cfg.num_kv_heads, slots, cfg.head_dim)
         # the KV tier: allocated once up front, so serving never allocates on the hot path
         self.layers = [(device.allocate(shape, dtype), device.allocate(shape, dtype)) for _ in range(cfg.num_layers)]
+        self.num_kv_heads = cfg.num_kv_heads
+        self.device, self.dtype = device, dtype
+        self._scratch = device.allocate((0,), dtype)
+
+    def scratch(self, numel: int) -> torch.Tensor:
+        """A flat buffer of at least `numel` values that attention gathers context blocks into.
+
+        One buffer, grown geometrically and reused by every layer and step: its contents are dead as
+        soon as a layer's attention is done, and reusing warm pages is what makes the gather cheap.
+        """
+        if self._scratch.numel() < numel:
+            self._scratch = self.device.allocate((max(numel, 2 * self._scratch.numel()),), self.dtype)
+        return self._scratch[:numel]
 
     def blocks_needed(self, req: Req, num_tokens: int) -> int:
         """Extra blocks `req` needs to hold `num_tokens` tokens in all."""
