@@ -61,3 +61,20 @@ def test_wrong_solutions_are_caught(lab, tmp_path):
             hidden_only.append(spec.stem)
     print(f"\n{lab}: caught only by the hidden suite: {hidden_only}")
     assert len(hidden_only) >= 3, hidden_only
+
+
+@pytest.mark.slow
+def test_chat_through_every_lab_reference_is_token_identical(capsys, monkeypatch, smollm2):
+    """`minfer chat --lab ...` with the reference solutions says exactly what the default engine says:
+    the lab switches change whose code runs, never the result."""
+    import io
+    import sys
+
+    from minfer.cli import main
+
+    replies = []
+    for labs in ([], [f"--lab={name}=reference" for name in LAB_NAMES]):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("What is a KV cache?\nAnd what is a block table?\n"))
+        assert main(["chat", "--max-tokens", "40", *labs]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0].strip() and replies[0] == replies[1]

@@ -29,12 +29,17 @@ def hf_logits(model, ids: list[int]) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("chunk", [512, 7])  # whole-prompt prefill, and chunked prefill over cached blocks
-def test_logits_match_transformers(tiny_dir, kind, chunk):
+@pytest.mark.parametrize("prefill", ["sdpa", "plain"])  # PyTorch's fused kernel, or the lab's own `attend`
+def test_logits_match_transformers(tiny_dir, kind, chunk, prefill):
     import transformers
+
+    from minfer.course.labs import load
 
     path = tiny_dir(kind)
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    llm = LLM(str(path), kv_cache_mb=8, block_size=4, max_batch_tokens=chunk, max_running=4)
+    labs = {"lab3": load("lab3", "reference")} if prefill == "plain" else None
+    llm = LLM(str(path), kv_cache_mb=8, block_size=4, max_batch_tokens=chunk, max_running=4, labs=labs)
+    assert llm.model.fused_prefill == (prefill == "sdpa")
     seen = record_logits(llm)
     prompt = [(7 * i + 3) % 256 for i in range(37)]
     out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=12, ignore_eos=True))[0]

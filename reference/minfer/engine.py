@@ -17,7 +17,7 @@ from .graph.builder import build_model
 from .hal import get_device
 from .loader import store
 from .loader.config import ModelConfig
-from .loader.mapping import map_hf_tensors
+from .loader import mapping as mapping_module
 from .output.tokenizer import TokenizerBundle
 from .loader.weights import load_tensors
 from .memory import allocator as allocator_module
@@ -25,8 +25,9 @@ from .memory import block_pool as block_pool_module
 from .memory.kv_cache import KVCache
 from .memory.workspace import Workspace
 from .output.processor import OutputProcessor
-from .output.sampling import make_generator, sample
-from .scheduler.batch import prepare
+from .output import sampling as sampling_module
+from .output.sampling import make_generator
+from .scheduler import batch as batch_module
 from .scheduler.scheduler import Scheduler
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,7 +51,8 @@ class LLM:
         labs: dict[str, SimpleNamespace] | None = None,
     ) -> None:
         """`labs` swaps in a lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the
-        student's allocator and KV block pool inside this engine."""
+        student's allocator and KV block pool inside this engine; {"lab3": ...} their weight
+        mapping, layers, attention, batch preparation and sampling. Labs combine."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
         for name, value in (("block_size", block_size), ("max_batch_tokens", max_batch_tokens),
@@ -63,9 +65,13 @@ class LLM:
         # ① loader
         self.config = ModelConfig.from_dir(self.path)
         self.tokenizer = TokenizerBundle.from_dir(self.path)
-        tensors = map_hf_tensors(self.config, load_tensors(self.path))
+        lab3 = (labs or {}).get("lab3")
+        self._mapping, self._batch, self._sampling = (lab3.mapping, lab3.batch, lab3.sampling) if lab3 else \
+            (mapping_module, batch_module, sampling_module)
+        tensors = self._mapping.map_hf_tensors(self.config, load_tensors(self.path))
         # ② graph
-        self.model = build_model(self.config, tensors, self.device, self.dtype)
+        ops = SimpleNamespace(layers=lab3.layers, attention=lab3.attention) if lab3 else None
+        self.model = build_model(self.config, tensors, self.device, self.dtype, ops=ops)
         del tensors
         # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
         memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)
@@ -138,13 +144,13 @@ class LLM:
                 raise RuntimeError("scheduler stalled: requests are waiting but none could be scheduled")
             return []
         sampling = batch.sampling
-        fi = prepare(batch, self.kv, self.device)
+        fi = self._batch.prepare(batch, self.kv, self.device)
         self.workspace.begin(batch.num_tokens)
         try:
             logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows, self.workspace)
         finally:
             self.workspace.release()
-        tokens = sample(logits, [s.req for s in sampling])
+        tokens = self._sampling.sample(logits, [s.req for s in sampling])
         for item in batch.items:
             item.req.num_computed += item.num_tokens
             self.kv.commit(item.req)

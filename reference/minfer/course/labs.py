@@ -32,6 +32,13 @@ LABS = {
         "allocator.py": "minfer.memory.allocator",
         "block_pool.py": "minfer.memory.block_pool",
     }),
+    "lab3": Lab("lab3", "labs/lab3_inference", {
+        "layers.py": "minfer.graph.layers",
+        "attention.py": "minfer.graph.attention",
+        "mapping.py": "minfer.loader.mapping",
+        "batch.py": "minfer.scheduler.batch",
+        "sampling.py": "minfer.output.sampling",
+    }),
 }
 
 

@@ -1,13 +1,15 @@
 """From loaded tensors to an execution plan: fuse, transpose once, cast, and pack into the weight tier."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from ..hal import Device
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
-from .model import LayerWeights, Matmul, Model
+from .model import LayerWeights, Matmul, Model, reference_ops
 
 
 def torch_matmul(x: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -16,9 +18,14 @@ def torch_matmul(x: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor | None = 
 
 
 def build_model(
-    cfg: ModelConfig, t: ModelTensors, device: Device, dtype: torch.dtype, matmul: Matmul = torch_matmul
+    cfg: ModelConfig, t: ModelTensors, device: Device, dtype: torch.dtype, matmul: Matmul = torch_matmul,
+    ops: SimpleNamespace | None = None,
 ) -> Model:
-    """Fuse q/k/v and gate/up, transpose once to [in, out], then pack everything into the weight tier."""
+    """Fuse q/k/v and gate/up, transpose once to [in, out], then pack everything into the weight tier.
+
+    `ops` (.layers, .attention) are the modules the forward pass calls: a student's (lab 3) replace
+    the reference ones, and then prefill runs through their `attend` too rather than PyTorch's SDPA.
+    """
     host: list[torch.Tensor] = []
 
     def put(x: torch.Tensor | None) -> int | None:  # queue a host tensor; its index is its slot
@@ -42,4 +49,5 @@ def build_model(
     placed = [pool.place(i, x) for i, x in enumerate(host)]
     get = lambda i: None if i is None else placed[i]  # noqa: E731
     return Model(cfg, get(embed_t), [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers],
-                 get(final_norm), get(lm_head_t), matmul, weight_bytes=pool.nbytes)
+                 get(final_norm), get(lm_head_t), matmul, weight_bytes=pool.nbytes,
+                 ops=ops or reference_ops(), fused_prefill=ops is None)

@@ -6,18 +6,24 @@ matrix product for the whole batch; only attention needs to know where one reque
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import ModuleType, SimpleNamespace
 from typing import Callable
 
 import torch
 
 from ..loader.config import ModelConfig
 from ..memory.workspace import Workspace
-from .attention import AttnMeta, paged_attention
-from .layers import apply_rope, rms_norm, rope_cos_sin, rope_inv_freq, swiglu
+from . import attention, layers
+from .attention import AttnMeta
 
 # (x [T, in], w_t [in, out], out [T, out] | None) -> x @ w_t, written into `out` when given
 Matmul = Callable[..., torch.Tensor]
+
+
+def reference_ops() -> SimpleNamespace:
+    """The modules whose functions the forward pass calls; lab 3 swaps in a student's."""
+    return SimpleNamespace(layers=layers, attention=attention)
 
 
 @dataclass
@@ -42,9 +48,11 @@ class Model:
     lm_head_t: torch.Tensor  # [hidden, vocab]; the same tensor as embed_t when tied
     matmul: Matmul
     weight_bytes: int = 0  # size of the weight tier
+    ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
+    fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
 
     def __post_init__(self) -> None:
-        self.inv_freq = rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta).to(self.embed_t.device)
+        self.inv_freq = self.ops.layers.rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta).to(self.embed_t.device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -73,11 +81,14 @@ class Model:
         ws: Workspace,
     ) -> torch.Tensor:
         cfg, mm, eps = self.cfg, self.matmul, self.cfg.rms_norm_eps
+        L: ModuleType = self.ops.layers
+        rms_norm, apply_rope, swiglu = L.rms_norm, L.apply_rope, L.swiglu
+        meta.fused_prefill = self.fused_prefill  # the model, not the batch, picks the prefill kernel
         t = ids.shape[0]
         b = {name: ws.take(shape, self.dtype) for name, shape in self.buffer_plan(t).items()}
         x, h, attn, proj = b["x"], b["h"], b["attn"], b["proj"]
         x.copy_(self.embed(ids))
-        cos, sin = rope_cos_sin(positions, self.inv_freq, x.dtype)
+        cos, sin = L.rope_cos_sin(positions, self.inv_freq, x.dtype)
         for w, (k_cache, v_cache) in zip(self.layers, kv_cache):
             rms_norm(x, w.attn_norm, eps, out=h)
             qkv = mm(h, w.qkv_t, b["qkv"])
@@ -90,7 +101,7 @@ class Model:
             if w.q_norm is not None:
                 q, k = rms_norm(q, w.q_norm, eps), rms_norm(k, w.k_norm, eps)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            paged_attention(q, k, v, k_cache, v_cache, meta, out=attn)
+            self.ops.attention.paged_attention(q, k, v, k_cache, v_cache, meta, out=attn)
             x += mm(attn.view(t, cfg.q_size), w.o_t, proj)
             rms_norm(x, w.mlp_norm, eps, out=h)
             x += mm(swiglu(mm(h, w.gate_up_t, b["gate_up"]), out=b["act"]), w.down_t, proj)

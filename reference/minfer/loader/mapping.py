@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ModelConfig
-from .weights import take
+from minfer.loader.config import ModelConfig
+from minfer.loader.weights import take
 
 
 @dataclass
@@ -36,7 +36,12 @@ class ModelTensors:
 
 
 def map_hf_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor]) -> ModelTensors:
-    """Take every tensor the model needs out of `tensors`, checking names and shapes."""
+    """Take every tensor the model needs out of `tensors`, checking names and shapes.
+
+    `take(tensors, name, shape)` pops one tensor and checks its shape; every tensor must be used:
+    a leftover means the checkpoint is not the architecture the config claims.
+    """
+    ### BEGIN SOLUTION  hint: names as in transformers' LlamaForCausalLM state_dict; mind cfg.qkv_bias, cfg.qk_norm, cfg.tie_word_embeddings
     h, q, kv, inter, d = cfg.hidden_size, cfg.q_size, cfg.kv_size, cfg.intermediate_size, cfg.head_dim
     embed = take(tensors, "model.embed_tokens.weight", (cfg.vocab_size, h))
     layers = []
@@ -61,3 +66,4 @@ def map_hf_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor]) -> ModelT
     if leftover := [n for n in tensors if not n.endswith("rotary_emb.inv_freq")]:
         raise ValueError(f"checkpoint has tensors this architecture does not use: {leftover[:5]}")
     return ModelTensors(embed, layers, final_norm, lm_head)
+    ### END SOLUTION

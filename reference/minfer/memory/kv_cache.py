@@ -28,7 +28,6 @@ class KVCache:
         shape = (cfg.num_kv_heads, slots, cfg.head_dim)
         # the KV tier: allocated once up front, so serving never allocates on the hot path
         self.layers = [(device.allocate(shape, dtype), device.allocate(shape, dtype)) for _ in range(cfg.num_layers)]
-        self.num_kv_heads = cfg.num_kv_heads
         self.device, self.dtype = device, dtype
         self._scratch = device.allocate((0,), dtype)
 
@@ -87,9 +86,3 @@ class KVCache:
             self.pool.free(block_id)
         req.block_table.clear()
         req.block_hashes.clear()
-
-    def slots(self, req: Req, start: int, end: int) -> torch.Tensor:
-        """Cache slots of the request's tokens [start, end)."""
-        pos = torch.arange(start, end)
-        table = torch.tensor(req.block_table, dtype=torch.long)
-        return table[pos // self.block_size] * self.block_size + pos % self.block_size

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import torch
 
-from ..core import Req, SamplingParams
+from minfer.core import Req, SamplingParams
 
 
 def sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """The distribution a request samples from: softmax(logits / T) restricted by top-k, then top-p."""
+    """The distribution a request samples from: softmax(logits / T) restricted by top-k, then top-p.
+
+    top_k = 0 and top_p = 1.0 mean "off". top-k keeps the k largest logits (ties with the k-th
+    included); top-p keeps the smallest set of most likely tokens whose mass reaches top_p. The
+    result sums to 1.
+    """
+    ### BEGIN SOLUTION  hint: divide, mask with -inf, softmax; for top-p sort descending and look at the mass *before* each token
     logits = logits.float() / params.temperature
     if params.top_k > 0 and params.top_k < logits.shape[-1]:
         kth = torch.topk(logits, params.top_k).values[..., -1:]
@@ -21,6 +27,7 @@ def sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
         probs = probs / probs.sum(-1, keepdim=True)
     return probs
+    ### END SOLUTION
 
 
 def make_generator(seed: int | None) -> torch.Generator:
@@ -34,6 +41,7 @@ def make_generator(seed: int | None) -> torch.Generator:
 
 def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:
     """One token per row of `logits` ([len(reqs), vocab])."""
+    ### BEGIN SOLUTION  hint: greedy = argmax; otherwise torch.multinomial with the request's own generator
     logits = logits.cpu()
     greedy = logits.argmax(dim=-1).tolist()
     out = []
@@ -44,3 +52,4 @@ def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:
             probs = sampling_probs(logits[i], req.params)
             out.append(int(torch.multinomial(probs, 1, generator=req.generator)))
     return out
+    ### END SOLUTION

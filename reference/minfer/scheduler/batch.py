@@ -1,4 +1,9 @@
-"""Turning a scheduled Batch into the tensors of one forward pass (ids, positions, slots, masks)."""
+"""Turning a scheduled Batch into the tensors of one forward pass (ids, positions, slots, biases).
+
+All requests' new tokens are laid out as rows of one flat batch. For each row the model needs the
+token id, its position (for RoPE), and the KV-cache slot its key and value go to; for each request
+that samples this step, the row whose logits it samples from.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,67 +11,86 @@ from functools import partial
 
 import torch
 
-from ..core import Batch, ScheduledReq
-from ..graph.attention import AttnMeta, DecodeGroup, PrefillSeg
-from ..hal import Device
-from ..memory.kv_cache import KVCache
-from ..memory.tiers import stage
-
+from minfer.core import Batch, ScheduledReq
+from minfer.graph.attention import AttnMeta, DecodeGroup, PrefillSeg
+from minfer.hal import Device
+from minfer.memory.kv_cache import KVCache
+from minfer.memory.tiers import stage
 
 DECODE_GROUP = 16  # decodes attended together; sorted by length, so a group's padding stays small
 
 
 @dataclass
 class ForwardInput:
-    ids: torch.Tensor
-    positions: torch.Tensor
+    ids: torch.Tensor  # [T] token ids
+    positions: torch.Tensor  # [T] position of each token in its sequence
     meta: AttnMeta
     logit_rows: torch.Tensor  # one row per request that samples this step, in batch.sampling order
+
+
+def slot_ids(block_table: list[int], start: int, end: int, block_size: int) -> list[int]:
+    """Cache slots of a request's tokens at positions [start, end): position p lives at offset
+    p % block_size of block block_table[p // block_size]; block b's slots are b*block_size ... b*block_size + block_size - 1."""
+    ### BEGIN SOLUTION  hint: one slot per position; which block, then where inside it
+    return [block_table[p // block_size] * block_size + p % block_size for p in range(start, end)]
+    ### END SOLUTION
 
 
 def prepare(batch: Batch, kv: KVCache, device: Device) -> ForwardInput:
     up = partial(stage, device)  # the staging tier: zero-copy on a CPU, pinned + async on a GPU
     # single-token decodes first, shortest context first: each decode group is then a run of
     # consecutive rows, read and written in place, and its padding to the longest context is small
-    items = sorted(batch.items, key=lambda it: (not _is_decode(it), it.end if _is_decode(it) else 0))
+    items = sorted(batch.items, key=lambda it: (not is_decode(it), it.end if is_decode(it) else 0))
     ids: list[int] = []
-    positions, slot_mapping = [], []
-    prefill: list[PrefillSeg] = []
-    decode_ctx: list[tuple[int, list[int]]] = []
-    last_row: dict[int, int] = {}
-    row = 0
+    positions: list[int] = []
+    slots: list[int] = []
+    last_row: dict[int, int] = {}  # req_id -> the row of its last new token
+    ### BEGIN SOLUTION  hint: item.req.all_ids holds every token; this step computes positions [item.start, item.end)
     for item in items:
         req, start, end = item.req, item.start, item.end
+        last_row[req.req_id] = len(ids) + item.num_tokens - 1
         ids.extend(req.all_ids[start:end])
-        positions.append(torch.arange(start, end))
-        slot_mapping.append(kv.slots(req, start, end))
-        blocks = req.block_table[:-(-end // kv.block_size)]  # the blocks holding tokens [0, end)
-        if _is_decode(item):
-            decode_ctx.append((end, blocks))
-        elif start == 0:
-            prefill.append(PrefillSeg(row, item.num_tokens, None, end, None))
-        else:  # a later chunk: attend to the cached prefix too, causally shifted by `start`
-            mask = torch.arange(end)[None, :] <= torch.arange(start, end)[:, None]
-            prefill.append(PrefillSeg(row, item.num_tokens, up(torch.tensor(blocks)), end, up(mask)))
+        positions.extend(range(start, end))
+        slots.extend(slot_ids(req.block_table, start, end, kv.block_size))
+    # a request samples from its last new token's logits, in batch.sampling order
+    logit_rows = [last_row[s.req.req_id] for s in batch.sampling]
+    ### END SOLUTION
+    prefill, decode = attention_segments(items, kv.block_size)
+    return ForwardInput(
+        ids=up(torch.tensor(ids, dtype=torch.long)),
+        positions=up(torch.tensor(positions, dtype=torch.long)),
+        meta=AttnMeta(up(torch.tensor(slots, dtype=torch.long)), kv.block_size,
+                      [PrefillSeg(s.start, s.length, None if s.ctx_blocks is None else up(s.ctx_blocks), s.ctx_len)
+                       for s in prefill],
+                      [DecodeGroup(g.start, up(g.blocks), up(g.bias.to(kv.dtype))) for g in decode], kv.scratch),
+        logit_rows=up(torch.tensor(logit_rows, dtype=torch.long)),
+    )
+
+
+def is_decode(item: ScheduledReq) -> bool:
+    return item.num_tokens == 1 and item.start > 0
+
+
+def attention_segments(items: list[ScheduledReq], block_size: int) -> tuple[list[PrefillSeg], list[DecodeGroup]]:
+    """Where each request's rows are and which KV blocks they attend to (on the host)."""
+    prefill: list[PrefillSeg] = []
+    decode_ctx: list[tuple[int, list[int]]] = []
+    row = 0
+    for item in items:
+        blocks = item.req.block_table[:-(-item.end // block_size)]  # the blocks holding tokens [0, end)
+        if is_decode(item):
+            decode_ctx.append((item.end, blocks))
+        else:  # a later chunk also attends to the cached prefix, gathered from its blocks
+            ctx = None if item.start == 0 else torch.tensor(blocks)
+            prefill.append(PrefillSeg(row, item.num_tokens, ctx, item.end))
         row += item.num_tokens
-        last_row[req.req_id] = row - 1
     decode = []
     for first in range(0, len(decode_ctx), DECODE_GROUP):
         group = decode_ctx[first:first + DECODE_GROUP]
         nb = len(group[-1][1])
         # pad with block 0: any valid block works, the bias hides it
         blocks = torch.tensor([b + [0] * (nb - len(b)) for _, b in group])
-        real = torch.arange(nb * kv.block_size)[None, :] < torch.tensor([n for n, _ in group])[:, None]
-        bias = torch.zeros(real.shape).masked_fill_(~real, float("-inf")).to(kv.dtype)
-        decode.append(DecodeGroup(first, up(blocks), up(bias.repeat(kv.num_kv_heads, 1)[:, None, :])))
-    return ForwardInput(
-        ids=up(torch.tensor(ids, dtype=torch.long)),
-        positions=up(torch.cat(positions)),
-        meta=AttnMeta(up(torch.cat(slot_mapping)), kv.block_size, prefill, decode, kv.scratch),
-        # logits come back in batch.sampling order, whatever order the rows were laid out in
-        logit_rows=up(torch.tensor([last_row[s.req.req_id] for s in batch.sampling], dtype=torch.long)),
-    )
-
-
-def _is_decode(item: ScheduledReq) -> bool:
-    return item.num_tokens == 1 and item.start > 0
+        real = torch.arange(nb * block_size)[None, :] < torch.tensor([n for n, _ in group])[:, None]
+        bias = torch.zeros(real.shape).masked_fill_(~real, float("-inf"))[:, None, :]
+        decode.append(DecodeGroup(first, blocks, bias))
+    return prefill, decode
