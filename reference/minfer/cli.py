@@ -38,17 +38,26 @@ def _llm(a: argparse.Namespace):
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     params = _params(a)
     llm = _llm(a)
     use_template = llm.tokenizer.chat_template is not None and not a.raw
     prompts = [llm.chat_prompt([{"role": "user", "content": p}]) if use_template else p for p in a.prompt]
-    if len(prompts) == 1:  # one prompt: stream it, as a person watching would want
-        for delta in llm.stream(prompts[0], params):
-            print(delta, end="", flush=True)
-        print()
-        return 0
-    for prompt, out in zip(a.prompt, llm.generate(prompts, params)):
-        print(f"### {prompt}\n{out.text}\n")
+    with llm.tracing() if a.trace else nullcontext() as timeline:
+        if len(prompts) == 1:  # one prompt: stream it, as a person watching would want
+            for delta in llm.stream(prompts[0], params):
+                print(delta, end="", flush=True)
+            print()
+        else:
+            for prompt, out in zip(a.prompt, llm.generate(prompts, params)):
+                print(f"### {prompt}\n{out.text}\n")
+    if a.trace:
+        timeline.save_chrome(a.trace)
+        ops = sorted(timeline.totals(depth=2).items(), key=lambda kv: -kv[1])
+        total = sum(s.dur_ns for s in timeline.steps()) / 1e9
+        print(f"trace: {a.trace} ({len(timeline.steps())} steps, {total:.2f} s; open it in ui.perfetto.dev)", file=sys.stderr)
+        print("  " + ", ".join(f"{name} {sec / total:.0%}" for name, sec in ops[:6]), file=sys.stderr)
     return 0
 
 
@@ -138,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate text for one or more prompts")
     p.add_argument("prompt", nargs="+", help="prompt text (several prompts run as one batch)")
     p.add_argument("--raw", action="store_true", help="do not wrap prompts in the model's chat template")
+    p.add_argument("--trace", metavar="OUT.json", help="time every step and operator; write a Chrome trace (Perfetto)")
     _engine_args(p)
     _sampling_args(p, 64)
     p.set_defaults(func=cmd_generate)

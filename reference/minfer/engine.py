@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
 from .core import Req, RequestOutput, SamplingParams
+from .diagnostics.timeline import Timeline, no_span
 from .graph.builder import build_model
 from .hal import get_device
 from .loader import store
@@ -89,6 +91,7 @@ class LLM:
         self.output = OutputProcessor(self.tokenizer.tokenizer, tuple(sorted(eos)), self.max_model_len)
         self.reqs: dict[int, Req] = {}
         self._ids = itertools.count()
+        self.timeline: Timeline | None = None  # set by `tracing()`
 
     def _num_blocks(self, kv_cache_mb: int | None, block_size: int) -> int:
         per_block = self.config.kv_bytes_per_token(self.dtype.itemsize) * block_size
@@ -138,27 +141,51 @@ class LLM:
     @torch.inference_mode()
     def step(self) -> list[Req]:
         """One forward pass; returns the requests that received a token."""
-        batch = self.scheduler.schedule()
-        if batch is None:
-            if self.scheduler.has_work:  # can only happen through a scheduler defect; never spin
-                raise RuntimeError("scheduler stalled: requests are waiting but none could be scheduled")
-            return []
-        sampling = batch.sampling
-        fi = self._batch.prepare(batch, self.kv, self.device)
-        self.workspace.begin(batch.num_tokens)
+        span = self.timeline.span if self.timeline else no_span
+        with span("step"):
+            with span("schedule"):
+                batch = self.scheduler.schedule()
+            if batch is None:
+                if self.scheduler.has_work:  # can only happen through a scheduler defect; never spin
+                    raise RuntimeError("scheduler stalled: requests are waiting but none could be scheduled")
+                return []
+            sampling = batch.sampling
+            with span("prepare"):
+                fi = self._batch.prepare(batch, self.kv, self.device)
+            self.workspace.begin(batch.num_tokens)
+            try:
+                with span("forward"):
+                    logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows,
+                                                self.workspace)
+            finally:
+                self.workspace.release()
+            with span("sample"):
+                tokens = self._sampling.sample(logits, [s.req for s in sampling])
+            with span("output"):
+                for item in batch.items:
+                    item.req.num_computed += item.num_tokens
+                    self.kv.commit(item.req)
+                for s, token in zip(sampling, tokens):
+                    reason = self.output.append(s.req, token)
+                    if reason is not None:
+                        self.scheduler.finish(s.req, reason)
+            return [s.req for s in sampling]
+
+    @contextmanager
+    def tracing(self, timeline: Timeline | None = None) -> Iterator[Timeline]:
+        """Time every step, phase and operator while the block runs:
+
+            with llm.tracing() as tl:
+                llm.generate(prompts, params)
+            tl.save_chrome("trace.json"); tl.plot_step()
+        """
+        sync = None if self.device.name == "cpu" else self.device.synchronize
+        tl = timeline or Timeline(synchronize=sync)
+        self.timeline = self.model.timeline = tl
         try:
-            logits = self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, fi.logit_rows, self.workspace)
+            yield tl
         finally:
-            self.workspace.release()
-        tokens = self._sampling.sample(logits, [s.req for s in sampling])
-        for item in batch.items:
-            item.req.num_computed += item.num_tokens
-            self.kv.commit(item.req)
-        for s, token in zip(sampling, tokens):
-            reason = self.output.append(s.req, token)
-            if reason is not None:
-                self.scheduler.finish(s.req, reason)
-        return [s.req for s in sampling]
+            self.timeline = self.model.timeline = None
 
     def pop_output(self, req_id: int) -> RequestOutput:
         """The request's result; a finished request is forgotten afterwards."""

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from ..diagnostics.timeline import Timeline, no_span
 from ..loader.config import ModelConfig
 from ..memory.workspace import Workspace
 from . import attention, layers
@@ -50,6 +51,7 @@ class Model:
     weight_bytes: int = 0  # size of the weight tier
     ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
+    timeline: Timeline | None = None  # when set, every operator of every layer is timed
 
     def __post_init__(self) -> None:
         self.inv_freq = self.ops.layers.rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta).to(self.embed_t.device)
@@ -87,23 +89,33 @@ class Model:
         t = ids.shape[0]
         b = {name: ws.take(shape, self.dtype) for name, shape in self.buffer_plan(t).items()}
         x, h, attn, proj = b["x"], b["h"], b["attn"], b["proj"]
-        x.copy_(self.embed(ids))
-        cos, sin = L.rope_cos_sin(positions, self.inv_freq, x.dtype)
+        span = self.timeline.span if self.timeline else no_span
+        with span("embed"):
+            x.copy_(self.embed(ids))
+            cos, sin = L.rope_cos_sin(positions, self.inv_freq, x.dtype)
         for w, (k_cache, v_cache) in zip(self.layers, kv_cache):
-            rms_norm(x, w.attn_norm, eps, out=h)
-            qkv = mm(h, w.qkv_t, b["qkv"])
-            if w.qkv_bias is not None:
-                qkv += w.qkv_bias
+            with span("attn_norm"):
+                rms_norm(x, w.attn_norm, eps, out=h)
+            with span("qkv_proj"):
+                qkv = mm(h, w.qkv_t, b["qkv"])
+                if w.qkv_bias is not None:
+                    qkv += w.qkv_bias
             q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
             q = q.view(t, cfg.num_heads, cfg.head_dim)
             k = k.view(t, cfg.num_kv_heads, cfg.head_dim)
             v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
-            if w.q_norm is not None:
-                q, k = rms_norm(q, w.q_norm, eps), rms_norm(k, w.k_norm, eps)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            self.ops.attention.paged_attention(q, k, v, k_cache, v_cache, meta, out=attn)
-            x += mm(attn.view(t, cfg.q_size), w.o_t, proj)
-            rms_norm(x, w.mlp_norm, eps, out=h)
-            x += mm(swiglu(mm(h, w.gate_up_t, b["gate_up"]), out=b["act"]), w.down_t, proj)
-        last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
-        return mm(last, self.lm_head_t).float()
+            with span("rope"):
+                if w.q_norm is not None:
+                    q, k = rms_norm(q, w.q_norm, eps), rms_norm(k, w.k_norm, eps)
+                q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            with span("attention"):
+                self.ops.attention.paged_attention(q, k, v, k_cache, v_cache, meta, out=attn)
+            with span("o_proj"):
+                x += mm(attn.view(t, cfg.q_size), w.o_t, proj)
+            with span("mlp_norm"):
+                rms_norm(x, w.mlp_norm, eps, out=h)
+            with span("mlp"):
+                x += mm(swiglu(mm(h, w.gate_up_t, b["gate_up"]), out=b["act"]), w.down_t, proj)
+        with span("lm_head"):
+            last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
+            return mm(last, self.lm_head_t).float()
