@@ -88,8 +88,10 @@ def print_table(levels: list[Level], title: str) -> None:
     print(f"\n{title}")
     print("| concurrency | requests/s | output tok/s | TTFT p50 / p90 / p99 (ms) | TBT p50 / p90 / p99 (ms) |")
     print("|------------:|-----------:|-------------:|--------------------------:|-------------------------:|")
+    def ms(xs: list[float]) -> str:
+        return " / ".join(f"{1000 * percentile(xs, q):.1f}" for q in QUANTILES)
+
     for lv in levels:
-        ms = lambda xs: " / ".join(f"{1000 * percentile(xs, q):.1f}" for q in QUANTILES)  # noqa: E731
         tokens = sum(t.tokens for t in lv.traces)
         print(f"| {lv.concurrency:11} | {len(lv.traces) / lv.seconds:10.2f} | {tokens / lv.seconds:12.1f} "
               f"| {ms(lv.ttft):>25} | {ms(lv.tbt):>24} |")

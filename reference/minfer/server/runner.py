@@ -10,6 +10,7 @@ import uvicorn
 
 from ..engine import LLM
 from .app import create_app
+from .engine_loop import EngineLoop
 
 
 def serve(llm: LLM, model_name: str | None, host: str, port: int) -> None:
@@ -29,10 +30,10 @@ class BackgroundServer:
                                         name="minfer-http", daemon=True)
 
     @property
-    def engine(self):
+    def engine(self) -> EngineLoop:
         return self.app.state.engine
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._server.started:
