@@ -140,6 +140,26 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return run_bench(a)
 
 
+def _server_module(name: str):
+    """A module of minfer.server; its dependencies are an extra, so say how to get them."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"minfer.server.{name}")
+    except ImportError as e:
+        raise RuntimeError(f"the server needs extra packages ({e.name} is missing): pip install 'minfer[serve]'") from e
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    runner = _server_module("runner")  # before loading the model: a missing package should fail at once
+    runner.serve(_llm(a), a.served_name, a.host, a.port)
+    return 0
+
+
+def cmd_bench_serve(a: argparse.Namespace) -> int:
+    return _server_module("loadbench").run_load_bench(a, lambda: _llm(a))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minfer", description="A small, readable LLM inference engine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
+    q = p.add_subparsers(dest="bench_mode", metavar="{serve}").add_parser(
+        "serve", help="load the HTTP server: requests/s, time to first token, time between tokens")
+    _engine_args(q)
+    q.add_argument("--url", default=None, help="a running server (default: start one here on a free port)")
+    q.add_argument("--concurrency", default="1,4,16,32", help="comma-separated levels of requests in flight")
+    q.add_argument("--requests", type=int, default=32, help="requests at each level")
+    q.add_argument("--max-tokens", type=int, default=32, help="output tokens per request (EOS ignored)")
+    q.set_defaults(func=cmd_bench_serve)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (pip install 'minfer[serve]')")
+    _engine_args(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--served-name", default=None, help="the model's id in the API (default: its folder's name)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
