@@ -14,3 +14,17 @@ def test_bench_prints_ratios(tiny_dir, capsys):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
+
+
+def test_bench_profile_and_bandwidth_line(tiny_dir, tmp_path, capsys):
+    import json
+
+    trace = tmp_path / "bench.json"
+    code = main(["bench", "--model", str(tiny_dir("llama")), "--no-hf", "--skip", "serve", "--decode-tokens", "8",
+                 "--prompt-tokens", "8", "--profile", str(trace)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "of this machine's" in out and "GB/s copy bandwidth" in out
+    assert "profile: 8 requests x 32 tokens" in out and "attention" in out and "hardware: CPU" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e["ph"] == "C" for e in events) and any(e["name"] == "mlp" for e in events)

@@ -89,3 +89,37 @@ def test_generate_trace_writes_a_chrome_trace(tiny_dir, tmp_path, capsys):
     assert f"trace: {out}" in err and "attention" in err
     names = {e["name"] for e in json.loads(out.read_text())["traceEvents"]}
     assert {"step", "forward", "attention", "mlp"} <= names
+
+
+def test_memory_probe_tracks_kv_and_workspace_step_by_step(tiny_dir):
+    llm = LLM(str(tiny_dir("llama")), kv_cache_mb=8, block_size=4, max_batch_tokens=16, max_running=4)
+    with llm.tracing(memory=True) as tl:
+        llm.generate([[5] * 30], SamplingParams(temperature=0, max_tokens=8, ignore_eos=True))
+    kv = [s.memory["kv"] for s in tl.steps()]
+    per_block = llm.kv.block_bytes
+    # 30 prompt tokens in chunks of 16 and 14, then one token per step (K/V of tokens 31 ... 36 kept;
+    # the step that computes token 37 finishes the request, which hands every block back)
+    assert [b // per_block for b in kv] == [4, 8, 8, 8, 9, 9, 9, 9, 0], kv
+    assert all(s.memory["workspace"] > 0 for s in tl.spans if s.depth == 2), "buffers are live during the operators"
+    assert tl.memory_by_op()["attention"] >= max(kv)
+    counters = [e for e in tl.chrome_events() if e["ph"] == "C"]
+    assert len(counters) == len(tl.steps()) and counters[-1]["args"]["kv"] == pytest.approx(kv[-1] / 2**20)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert tl.plot_memory().collections
+
+
+def test_hardware_monitor_samples_cpu_and_memory():
+    import torch
+
+    from minfer.diagnostics.hardware import HardwareMonitor
+
+    with HardwareMonitor(interval=0.02) as hw:
+        a = torch.randn(512, 512)
+        for _ in range(200):
+            a = torch.tanh(a @ a)
+    assert len(hw.samples) >= 3
+    assert max(s.cpu_percent for s in hw.samples) > 20, "a busy matmul loop shows as CPU use"
+    assert all(s.rss_bytes > 10 * 2**20 for s in hw.samples)
+    assert "CPU" in hw.summary() and "resident" in hw.summary()

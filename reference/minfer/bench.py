@@ -111,6 +111,41 @@ def print_table(rows: list[Row], title: str) -> None:
     print("ratio > 1 means minfer is better (faster, or sooner)")
 
 
+def memory_bandwidth(nbytes: int = 256 << 20) -> float:
+    """Bytes per second this machine streams in a large copy (read + write counted)."""
+    src = torch.ones(nbytes // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # fault the pages in first
+    best = min(_timed(lambda: dst.copy_(src)) for _ in range(3))
+    return 2 * nbytes / best
+
+
+def bandwidth_line(llm: LLM, decode_tps: float) -> str:
+    """Batch-1 decode reads every weight once per token: how close is that to the memory bound?"""
+    bw = memory_bandwidth()
+    per_token = llm.model.weight_bytes
+    return (f"batch-1 decode reads {per_token / 2**20:.0f} MiB of weights per token: {per_token * decode_tps / 1e9:.1f} GB/s "
+            f"= {per_token * decode_tps / bw:.0%} of this machine's {bw / 1e9:.1f} GB/s copy bandwidth "
+            f"(bound: {bw / per_token:.0f} tokens/s)")
+
+
+def profile_run(llm: LLM, path: str, seed: int) -> None:
+    """A short mixed workload under the timeline, memory probe and hardware monitor."""
+    from .diagnostics.hardware import HardwareMonitor
+
+    rng = random.Random(seed)
+    prompts = [_prompt(rng, rng.randint(16, 256), llm.config.vocab_size) for _ in range(8)]
+    params = SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)
+    with HardwareMonitor() as hw, llm.tracing(memory=True) as tl:
+        llm.generate(prompts, params)
+    tl.save_chrome(path)
+    total = sum(tl.totals(depth=0).values())
+    print(f"\nprofile: 8 requests x 32 tokens, {len(tl.steps())} steps, {total:.2f} s; trace: {path} (ui.perfetto.dev)")
+    for name, sec in sorted(tl.totals(depth=2).items(), key=lambda kv: -kv[1]):
+        print(f"  {name:10} {sec:7.3f} s {sec / total:6.1%}")
+    print("  " + hw.summary())
+
+
 def run_bench(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
     llm = LLM(a.model, device=a.device, dtype=a.dtype)
@@ -122,4 +157,8 @@ def run_bench(a: argparse.Namespace) -> int:
     if "serve" not in a.skip:
         rows += bench_serving(llm, hf, a.requests, a.seed)
     print_table(rows, f"minfer bench: {a.model}, {a.dtype}, {torch.get_num_threads()} threads")
+    if "decode" not in a.skip and a.device == "cpu":
+        print(bandwidth_line(llm, rows[0].minfer))
+    if a.profile:
+        profile_run(llm, a.profile, a.seed)
     return 0

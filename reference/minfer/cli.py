@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
     p.add_argument("--skip", action="append", default=[], choices=["decode", "serve"])
     p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
+    p.add_argument("--profile", metavar="OUT.json", default=None,
+                   help="also profile a short workload: per-operator times, memory, CPU/GPU use; Chrome trace to OUT.json")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
     q = p.add_subparsers(dest="bench_mode", metavar="{serve}").add_parser(

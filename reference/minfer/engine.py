@@ -172,15 +172,18 @@ class LLM:
             return [s.req for s in sampling]
 
     @contextmanager
-    def tracing(self, timeline: Timeline | None = None) -> Iterator[Timeline]:
-        """Time every step, phase and operator while the block runs:
+    def tracing(self, timeline: Timeline | None = None, memory: bool = False) -> Iterator[Timeline]:
+        """Time every step, phase and operator while the block runs (and with `memory`, sample the
+        bytes each tier holds at the end of each):
 
-            with llm.tracing() as tl:
+            with llm.tracing(memory=True) as tl:
                 llm.generate(prompts, params)
-            tl.save_chrome("trace.json"); tl.plot_step()
+            tl.save_chrome("trace.json"); tl.plot_step(); tl.plot_memory()
         """
+        from .diagnostics.memory import memory_probe
+
         sync = None if self.device.name == "cpu" else self.device.synchronize
-        tl = timeline or Timeline(synchronize=sync)
+        tl = timeline or Timeline(synchronize=sync, probe=memory_probe(self, weights=False) if memory else None)
         self.timeline = self.model.timeline = tl
         try:
             yield tl

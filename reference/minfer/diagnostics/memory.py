@@ -8,6 +8,7 @@ widest intermediate, gate and up together) for the largest step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass
@@ -66,3 +67,20 @@ def _parameters(model):
             if t is not None:
                 seen[id(t)] = t
     return seen.values()
+
+
+def memory_probe(llm, weights: bool = True) -> Callable[[], dict[str, int]]:
+    """A probe for `Timeline`: bytes held right now by each tier the engine manages itself.
+
+    kv: blocks referenced by requests; workspace: the step allocator's live bytes; scratch: the
+    attention gather buffer; weights (constant) only when asked, since it dwarfs the rest here.
+    """
+    pool, kv, alloc = llm.kv.pool, llm.kv, llm.allocator
+
+    def probe() -> dict[str, int]:
+        out = {"weights": llm.model.weight_bytes} if weights else {}
+        out.update(kv=(pool.num_blocks - pool.num_free) * kv.block_bytes, workspace=alloc.stats().allocated,
+                   scratch=kv.scratch_bytes)
+        return out
+
+    return probe

@@ -6,7 +6,10 @@ the spans (name, start, duration, nesting depth, step) and turns them into:
 
 - a Chrome trace (`save_chrome`), which Perfetto (ui.perfetto.dev) and chrome://tracing open;
 - per-name totals (`totals`), the numbers behind "attention is 40% of a decode step";
-- a matplotlib drawing of one step (`plot_step`).
+- a matplotlib drawing of one step (`plot_step`);
+- with a memory `probe` (see `memory_probe`), bytes per tier at the end of every span: the
+  engine's own allocator, KV blocks and attention scratch, step by step (`plot_memory`) and as
+  counter tracks in the Chrome trace.
 
 Times are wall-clock from `time.perf_counter_ns`: on a GPU, `synchronize=True` makes each span
 wait for the device so it measures the work, not the launch.
@@ -39,11 +42,13 @@ class Span:
     dur_ns: int
     depth: int  # 0 = a whole step, 1 = a phase inside it, 2 = an operator inside a layer
     step: int
+    memory: dict[str, int] | None = None  # bytes per tier when the span ended (with a probe)
 
 
 @dataclass
 class Timeline:
     synchronize: Callable[[], None] | None = None  # e.g. the device's synchronize on a GPU
+    probe: Callable[[], dict[str, int]] | None = None  # bytes per memory tier, sampled at each span's end
     spans: list[Span] = field(default_factory=list)
     step: int = 0
     _depth: int = 0
@@ -61,7 +66,9 @@ class Timeline:
             if self.synchronize:
                 self.synchronize()
             self._depth -= 1
-            self.spans.append(Span(name, start - self._origin, time.perf_counter_ns() - start, depth, self.step))
+            end = time.perf_counter_ns()
+            memory = self.probe() if self.probe else None
+            self.spans.append(Span(name, start - self._origin, end - start, depth, self.step, memory))
             if depth == 0:
                 self.step += 1
 
@@ -77,10 +84,22 @@ class Timeline:
                 out[s.name] += s.dur_ns / 1e9
         return dict(out)
 
+    def memory_by_op(self) -> dict[str, int]:
+        """Most bytes (all probed tiers together) seen at the end of each operator or phase."""
+        out: dict[str, int] = {}
+        for s in self.spans:
+            if s.memory and s.depth > 0:
+                out[s.name] = max(out.get(s.name, 0), sum(s.memory.values()))
+        return out
+
     def chrome_events(self) -> list[dict]:
-        """Complete events ("ph": "X", microseconds), one per span, on one thread."""
-        return [{"name": s.name, "ph": "X", "ts": s.start_ns / 1e3, "dur": s.dur_ns / 1e3, "pid": 0, "tid": 0,
-                 "args": {"step": s.step}} for s in sorted(self.spans, key=lambda s: (s.start_ns, s.depth))]
+        """Complete events ("ph": "X", microseconds), one per span, on one thread; with a probe,
+        a counter event ("ph": "C") per step so Perfetto draws a memory track under the timeline."""
+        events = [{"name": s.name, "ph": "X", "ts": s.start_ns / 1e3, "dur": s.dur_ns / 1e3, "pid": 0, "tid": 0,
+                   "args": {"step": s.step}} for s in sorted(self.spans, key=lambda s: (s.start_ns, s.depth))]
+        events += [{"name": "memory (MiB)", "ph": "C", "ts": (s.start_ns + s.dur_ns) / 1e3, "pid": 0,
+                    "args": {k: v / 2**20 for k, v in s.memory.items()}} for s in self.steps() if s.memory]
+        return events
 
     def save_chrome(self, path: str | Path) -> Path:
         """Write the Chrome trace JSON atomically (a temp file renamed into place)."""
@@ -94,6 +113,21 @@ class Timeline:
             os.unlink(tmp)
             raise
         return path
+
+    def plot_memory(self, ax=None):
+        """Bytes per tier at the end of every step, stacked: a request's life in memory."""
+        import matplotlib.pyplot as plt
+
+        steps = [s for s in self.steps() if s.memory]
+        if not steps:
+            raise ValueError("no memory samples: attach a probe (LLM.tracing(memory=True))")
+        ax = ax or plt.subplots(figsize=(10, 3))[1]
+        tiers = list(steps[0].memory)
+        ax.stackplot(range(len(steps)), *[[s.memory[t] / 2**20 for s in steps] for t in tiers], labels=tiers)
+        ax.set_xlabel("step")
+        ax.set_ylabel("MiB")
+        ax.legend(loc="upper left", fontsize=8)
+        return ax
 
     def plot_step(self, step: int | None = None, ax=None):
         """Draw one step (default: the slowest) as nested bars, one row per depth."""

@@ -31,6 +31,10 @@ class KVCache:
         self.device, self.dtype = device, dtype
         self._scratch = device.allocate((0,), dtype)
 
+    @property
+    def scratch_bytes(self) -> int:
+        return self._scratch.numel() * self._scratch.element_size()
+
     def scratch(self, numel: int) -> torch.Tensor:
         """A flat buffer of at least `numel` values that attention gathers context blocks into.
 
