@@ -6,11 +6,18 @@ from minfer.cli import main
 
 def test_bench_prints_ratios(tiny_dir, capsys):
     code = main(["bench", "--model", str(tiny_dir("llama")), "--requests", "3", "--decode-tokens", "24",
-                 "--prompt-tokens", "8"])
+                 "--prompt-tokens", "8", "--long-prompt-tokens", "200"])
     out = capsys.readouterr().out
     assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "metric" not in line]
-    assert len(rows) == 3, out
+    table, switches = out.split("\n| optimisation (same run")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "metric" not in line]
+    assert len(rows) == 4, out
+    assert "200-token prompt" in rows[2]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
+    rows = [line for line in switches.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
@@ -20,7 +27,8 @@ def test_bench_profile_and_bandwidth_line(tiny_dir, tmp_path, capsys):
     import json
 
     trace = tmp_path / "bench.json"
-    code = main(["bench", "--model", str(tiny_dir("llama")), "--no-hf", "--skip", "serve", "--decode-tokens", "8",
+    code = main(["bench", "--model", str(tiny_dir("llama")), "--no-hf", "--skip", "serve", "--skip", "switches", "--decode-tokens", "8",
+                 "--long-prompt-tokens", "50",
                  "--prompt-tokens", "8", "--profile", str(trace)])
     out = capsys.readouterr().out
     assert code == 0
@@ -28,3 +36,18 @@ def test_bench_profile_and_bandwidth_line(tiny_dir, tmp_path, capsys):
     assert "profile: 8 requests x 32 tokens" in out and "attention" in out and "hardware: CPU" in out
     events = json.loads(trace.read_text())["traceEvents"]
     assert any(e["ph"] == "C" for e in events) and any(e["name"] == "mlp" for e in events)
+
+
+def test_bench_sweep_table_and_plot(tiny_dir, tmp_path, capsys):
+    plot = tmp_path / "sweep.png"
+    code = main(["bench", "--model", str(tiny_dir("llama")), "--no-hf", "--skip", "decode", "--skip", "serve",
+                 "--skip", "switches", "--sweep", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("| decode") or line.startswith("| prefill")]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "decode, batch 1", "decode, batch 4", "decode, batch 16", "decode, batch 64",
+        "prefill, 16-token prompt", "prefill, 128-token prompt", "prefill, 511-token prompt"]
+    kv = [float(r.split("|")[3]) for r in rows]
+    assert kv[0] < kv[1] < kv[2] < kv[3], "more requests hold more KV cache"
+    assert plot.stat().st_size > 1000

@@ -70,18 +70,69 @@ def _minfer_run(llm: LLM, prompt: list[int], n: int) -> tuple[float, float]:
     return first - start, time.perf_counter() - first
 
 
-def bench_decode(llm: LLM, hf, prompt: list[int], n: int) -> list[Row]:
+def bench_decode(llm: LLM, hf, prompt: list[int], n: int, long_prompt: list[int]) -> list[Row]:
     _minfer_run(llm, prompt, 4)  # warm-up
     ttft = min(_minfer_run(llm, prompt, 1)[0] for _ in range(3))
     decode = _minfer_run(llm, prompt, n)[1]
+    long_ttft = min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
     rows = [Row(f"batch-1 decode, tokens/s ({n} tokens)", (n - 1) / decode, None, True),
-            Row(f"time to first token, s ({len(prompt)}-token prompt)", ttft, None, False)]
+            Row(f"time to first token, s ({len(prompt)}-token prompt)", ttft, None, False),
+            Row(f"time to first token, s ({len(long_prompt)}-token prompt)", long_ttft, None, False)]
     if hf is not None:
         _hf_generate(hf, [prompt], 4)
         hf_ttft = min(_timed(lambda: _hf_generate(hf, [prompt], 1)) for _ in range(3))
         hf_full = _timed(lambda: _hf_generate(hf, [prompt], n))
         rows[0].hf, rows[1].hf = (n - 1) / (hf_full - hf_ttft), hf_ttft
+        rows[2].hf = min(_timed(lambda: _hf_generate(hf, [long_prompt], 1)) for _ in range(2))
     return rows
+
+
+@dataclass
+class Switch:
+    """One optimisation measured with its switch on and off, in the same run."""
+
+    name: str
+    on: float
+    off: float
+    unit: str  # "s": lower is better
+
+    def ratio(self) -> str:
+        return f"{self.off / self.on:.2f}x"
+
+
+def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 512, requests: int = 8) -> list[Switch]:
+    """Prefix caching on a shared-prefix workload; PyTorch's fused prefill kernel on a long prompt."""
+    vocab = llm.config.vocab_size
+    shared = min(shared, llm.max_model_len // 2)  # tiny test models have short context windows
+
+    def prefix_workload(enabled: bool) -> float:
+        rng = random.Random(seed * 2 + enabled)  # a fresh prefix each run: nothing cached from before
+        common = _prompt(rng, shared, vocab)
+        prompts = [common + _prompt(rng, 32, vocab) for _ in range(requests)]
+        llm.kv.pool.enable_prefix_cache = enabled
+        try:
+            return _timed(lambda: llm.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
+        finally:
+            llm.kv.pool.enable_prefix_cache = True
+
+    def prefill(fused: bool) -> float:
+        llm.model.fused_prefill = fused
+        try:
+            return min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
+        finally:
+            llm.model.fused_prefill = True
+
+    return [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
+                   prefix_workload(False), "s"),
+            Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),
+                   prefill(False), "s")]
+
+
+def print_switches(rows: list[Switch]) -> None:
+    print(f"\n| {'optimisation (same run, switch on / off)':60} | {'on':>8} | {'off':>8} | {'speed-up':>8} |")
+    print(f"|{'-' * 62}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
+    for r in rows:
+        print(f"| {r.name:60} | {r.on:8.3f} | {r.off:8.3f} | {r.ratio():>8} |")
 
 
 def bench_serving(llm: LLM, hf, num: int, seed: int) -> list[Row]:
@@ -146,19 +197,88 @@ def profile_run(llm: LLM, path: str, seed: int) -> None:
     print("  " + hw.summary())
 
 
+@dataclass
+class SweepPoint:
+    kind: str  # "batch": decode throughput at batch size `x`; "prompt": prefill of an `x`-token prompt
+    x: int
+    tokens_per_s: float
+    kv_mib: float  # most KV cache held at once
+    workspace_mib: float  # the step allocator's peak
+
+
+def bench_sweep(llm: LLM, seed: int, batches=(1, 4, 16, 64), lengths=(16, 128, 512, 2048),
+                new_tokens: int = 16, prompt: int = 64) -> list[SweepPoint]:
+    """How cost grows: decode throughput with the batch size, prefill throughput with the prompt length."""
+    rng = random.Random(seed)
+    vocab, points = llm.config.vocab_size, []
+
+    def measure(kind: str, x: int, prompts: list[list[int]], n: int, count) -> None:
+        llm.kv.peak_blocks, llm.allocator.peak = 0, 0
+        ids = [llm.add_request(p, SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)) for p in prompts]
+        start, first = time.perf_counter(), None
+        while llm.has_unfinished():
+            llm.step()
+            if first is None and all(llm.reqs[i].output_ids for i in ids):
+                first = time.perf_counter()  # every prompt is in: what follows is pure decode
+        end = time.perf_counter()
+        for i in ids:
+            llm.pop_output(i)
+        points.append(SweepPoint(kind, x, count(start, first, end), llm.kv.peak_blocks * llm.kv.block_bytes / 2**20,
+                                 llm.allocator.stats().peak / 2**20))
+
+    for b in batches:
+        measure("batch", b, [_prompt(rng, prompt, vocab) for _ in range(b)], new_tokens,
+                lambda s, f, e, b=b: b * (new_tokens - 1) / (e - f))
+    for n in sorted({min(n, llm.max_model_len - 1) for n in lengths}):  # capped by the context window
+        measure("prompt", n, [_prompt(rng, n, vocab)], 1, lambda s, f, e, n=n: n / (f - s))
+    return points
+
+
+def print_sweep(points: list[SweepPoint], plot: str | None) -> None:
+    print(f"\n| {'sweep':34} | {'tokens/s':>9} | {'KV MiB':>8} | {'workspace MiB':>13} |")
+    print(f"|{'-' * 36}|{'-' * 11}|{'-' * 10}|{'-' * 15}|")
+    for p in points:
+        what = f"decode, batch {p.x}" if p.kind == "batch" else f"prefill, {p.x}-token prompt"
+        print(f"| {what:34} | {p.tokens_per_s:9.1f} | {p.kv_mib:8.1f} | {p.workspace_mib:13.1f} |")
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+        for ax, kind, label in zip(axes, ("batch", "prompt"), ("batch size (decode)", "prompt length (prefill)")):
+            pts = [p for p in points if p.kind == kind]
+            ax.plot([p.x for p in pts], [p.tokens_per_s for p in pts], "o-", label="tokens/s")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel(label)
+            ax.set_ylabel("tokens/s")
+            mem = ax.twinx()
+            mem.plot([p.x for p in pts], [p.kv_mib + p.workspace_mib for p in pts], "s--", color="grey")
+            mem.set_ylabel("KV + workspace, MiB")
+        fig.tight_layout()
+        fig.savefig(plot, dpi=120)
+        print(f"sweep plot: {plot}")
+
+
 def run_bench(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
     llm = LLM(a.model, device=a.device, dtype=a.dtype)
     hf = None if a.no_hf else _hf_model(llm.path, llm.dtype)
     rng = random.Random(a.seed)
     rows: list[Row] = []
+    long_prompt = _prompt(rng, min(a.long_prompt_tokens, llm.max_model_len - 1), llm.config.vocab_size)
     if "decode" not in a.skip:
-        rows += bench_decode(llm, hf, _prompt(rng, a.prompt_tokens, llm.config.vocab_size), a.decode_tokens)
+        rows += bench_decode(llm, hf, _prompt(rng, a.prompt_tokens, llm.config.vocab_size), a.decode_tokens, long_prompt)
     if "serve" not in a.skip:
         rows += bench_serving(llm, hf, a.requests, a.seed)
     print_table(rows, f"minfer bench: {a.model}, {a.dtype}, {torch.get_num_threads()} threads")
     if "decode" not in a.skip and a.device == "cpu":
         print(bandwidth_line(llm, rows[0].minfer))
+    if "switches" not in a.skip:
+        print_switches(bench_switches(llm, a.seed, long_prompt))
+    if a.sweep:
+        print_sweep(bench_sweep(llm, a.seed), None if a.sweep == "-" else a.sweep)
     if a.profile:
         profile_run(llm, a.profile, a.seed)
     return 0

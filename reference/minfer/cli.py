@@ -196,9 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(p)
     p.add_argument("--decode-tokens", type=int, default=64)
     p.add_argument("--prompt-tokens", type=int, default=100, help="prompt length for decode and time to first token")
+    p.add_argument("--long-prompt-tokens", type=int, default=1000, help="the long prompt's length (time to first token)")
     p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
-    p.add_argument("--skip", action="append", default=[], choices=["decode", "serve"])
+    p.add_argument("--skip", action="append", default=[], choices=["decode", "serve", "switches"])
     p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
+    p.add_argument("--sweep", metavar="OUT.png", default=None,
+                   help="also sweep batch size 1-64 and prompt length 16-2048: tokens/s and memory, plotted to OUT.png ('-': table only)")
     p.add_argument("--profile", metavar="OUT.json", default=None,
                    help="also profile a short workload: per-operator times, memory, CPU/GPU use; Chrome trace to OUT.json")
     p.add_argument("--seed", type=int, default=0)
