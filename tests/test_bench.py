@@ -51,3 +51,14 @@ def test_bench_sweep_table_and_plot(tiny_dir, tmp_path, capsys):
     kv = [float(r.split("|")[3]) for r in rows]
     assert kv[0] < kv[1] < kv[2] < kv[3], "more requests hold more KV cache"
     assert plot.stat().st_size > 1000
+
+
+def test_bench_accuracy_report_for_bf16(tiny_dir, capsys):
+    code = main(["bench", "--model", str(tiny_dir("llama")), "--no-hf", "--dtype", "bfloat16", "--skip", "decode",
+                 "--skip", "serve", "--skip", "switches", "--accuracy"])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.startswith("accuracy of torch.bfloat16 against float32"))
+    agree, total = map(int, line.split("divergence ")[1].split(" ")[0].split("/"))
+    assert total == 8 * 64 and 0 < agree <= total
+    assert "perplexity on a fixed" in line

@@ -64,3 +64,21 @@ def test_batched_requests_match_alone(tiny_dir, kind):
         alone = llm.generate([p], sp)[0]
         assert got.token_ids == alone.token_ids
         assert len(got.token_ids) == sp.max_tokens
+
+
+@pytest.mark.parametrize("chunk", [512, 16])
+def test_score_matches_transformers_logprobs(tiny_dir, chunk):
+    """LLM.score: every position's log-probability, whole or in chunks over cached blocks."""
+    import transformers
+
+    path = tiny_dir("qwen2")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    llm = LLM(str(path), kv_cache_mb=8, block_size=4, max_batch_tokens=chunk, max_running=4)
+    ids = [(5 * i + 1) % 256 for i in range(50)]
+    with torch.no_grad():
+        ref = torch.log_softmax(hf(torch.tensor([ids])).logits[0, :-1].float(), -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    torch.testing.assert_close(llm.score(ids), ref, atol=1e-4, rtol=1e-4)
+    assert llm.kv.pool.num_free == llm.kv.pool.num_blocks, "score() gives its KV blocks back"
+    llm.add_request([1, 2, 3])
+    with pytest.raises(RuntimeError, match="idle engine"):
+        llm.score(ids)

@@ -244,21 +244,56 @@ def print_sweep(points: list[SweepPoint], plot: str | None) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-        for ax, kind, label in zip(axes, ("batch", "prompt"), ("batch size (decode)", "prompt length (prefill)")):
-            pts = [p for p in points if p.kind == kind]
-            ax.plot([p.x for p in pts], [p.tokens_per_s for p in pts], "o-", label="tokens/s")
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel(label)
-            ax.set_ylabel("tokens/s")
-            mem = ax.twinx()
-            mem.plot([p.x for p in pts], [p.kv_mib + p.workspace_mib for p in pts], "s--", color="grey")
-            mem.set_ylabel("KV + workspace, MiB")
-        fig.tight_layout()
-        fig.savefig(plot, dpi=120)
+        plot_sweep(points).savefig(plot, dpi=120)
         print(f"sweep plot: {plot}")
+
+
+def plot_sweep(points: list[SweepPoint]):
+    """Two panels: decode tokens/s against batch size, prefill tokens/s against prompt length; memory dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax, kind, label in zip(axes, ("batch", "prompt"), ("batch size (decode)", "prompt length (prefill)")):
+        pts = [p for p in points if p.kind == kind]
+        ax.plot([p.x for p in pts], [p.tokens_per_s for p in pts], "o-", label="tokens/s")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(label)
+        ax.set_ylabel("tokens/s")
+        mem = ax.twinx()
+        mem.plot([p.x for p in pts], [p.kv_mib + p.workspace_mib for p in pts], "s--", color="grey")
+        mem.set_ylabel("KV + workspace, MiB (dashed)")
+    fig.tight_layout()
+    return fig
+
+
+# a fixed text for perplexity: plain English prose the model has not been asked about
+PERPLEXITY_TEXT = (
+    "The history of computing is a history of memory. Early machines stored their programs on punched cards "
+    "and paper tape, and every improvement in speed was followed by a search for somewhere faster to keep the "
+    "numbers being worked on. Caches, pages and virtual memory were all invented to hide the distance between "
+    "a processor and the data it needs. Today a language model spends most of its time moving weights and "
+    "cached keys and values from memory to the arithmetic units, and the engineers who serve such models at "
+    "scale think less about multiplication than about where each byte lives and how often it must travel."
+)
+
+
+def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens: int = 64) -> str:
+    """Greedy agreement and perplexity of `llm` (a faster dtype) against the same model in float32."""
+    ref = LLM(model, device=device, dtype="float32")
+    rng = random.Random(1)
+    asks = [f"Tell me something about the number {rng.randint(2, 999)}." for _ in range(prompts)]
+    chat = [llm.chat_prompt([{"role": "user", "content": q}]) if llm.tokenizer.chat_template else q for q in asks]
+    params = SamplingParams(temperature=0, max_tokens=tokens, ignore_eos=True)
+    agree = total = 0
+    for ours, theirs in zip(llm.generate(chat, params), ref.generate(chat, params)):
+        same = next((i for i, (x, y) in enumerate(zip(ours.token_ids, theirs.token_ids)) if x != y), tokens)
+        agree, total = agree + same, total + tokens
+    ids = llm.tokenizer.encode(PERPLEXITY_TEXT)[:llm.max_model_len]  # tiny test models have short windows
+    ppl = torch.exp(-llm.score(ids).mean()).item()
+    ppl_ref = torch.exp(-ref.score(ids).mean()).item()
+    return (f"accuracy of {llm.dtype} against float32: greedy tokens identical up to the first divergence "
+            f"{agree}/{total} ({agree / total:.0%}); perplexity on a fixed {len(ids)}-token text {ppl:.3f} "
+            f"vs {ppl_ref:.3f} ({ppl / ppl_ref - 1:+.2%})")
 
 
 def run_bench(a: argparse.Namespace) -> int:
@@ -277,6 +312,8 @@ def run_bench(a: argparse.Namespace) -> int:
         print(bandwidth_line(llm, rows[0].minfer))
     if "switches" not in a.skip:
         print_switches(bench_switches(llm, a.seed, long_prompt))
+    if a.accuracy:
+        print(accuracy_report(llm, a.model, a.device))
     if a.sweep:
         print_sweep(bench_sweep(llm, a.seed), None if a.sweep == "-" else a.sweep)
     if a.profile:

@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
     p.add_argument("--skip", action="append", default=[], choices=["decode", "serve", "switches"])
     p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="with --dtype bfloat16/float16: greedy agreement and perplexity against float32")
     p.add_argument("--sweep", metavar="OUT.png", default=None,
                    help="also sweep batch size 1-64 and prompt length 16-2048: tokens/s and memory, plotted to OUT.png ('-': table only)")
     p.add_argument("--profile", metavar="OUT.json", default=None,

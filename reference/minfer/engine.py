@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import torch
 
-from .core import Req, RequestOutput, SamplingParams
+from .core import Batch, Req, RequestOutput, SamplingParams, ScheduledReq
 from .diagnostics.timeline import Timeline, no_span
 from .graph.builder import build_model
 from .hal import get_device
@@ -234,6 +234,37 @@ class LLM:
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def score(self, ids: list[int]) -> torch.Tensor:
+        """log p(ids[i] | ids[:i]) for i = 1 ... len(ids) - 1, in float32: perplexity, accuracy checks.
+
+        The text goes through the same paged forward pass as generation, in chunks of at most
+        `max_batch_tokens` (later chunks attend to the blocks the earlier ones filled), on an idle
+        engine so the KV cache is free; nothing is sampled and nothing is cached afterwards.
+        """
+        if self.scheduler.has_work:
+            raise RuntimeError("score() needs an idle engine: finish or abort the running requests first")
+        if not 2 <= len(ids) <= self.max_model_len:
+            raise ValueError(f"score() takes 2 to {self.max_model_len} tokens, got {len(ids)}")
+        req = Req(-1, list(ids), SamplingParams(max_tokens=1))
+        out = []
+        try:
+            while req.num_computed < len(ids):
+                item = ScheduledReq(req, min(self.scheduler.max_batch_tokens, len(ids) - req.num_computed))
+                self.kv.allocate(req, item.end)
+                fi = self._batch.prepare(Batch([item]), self.kv, self.device)
+                rows = torch.arange(item.num_tokens, device=fi.ids.device)  # every position's logits
+                self.workspace.begin(item.num_tokens)
+                try:
+                    out.append(self.model.forward(fi.ids, fi.positions, fi.meta, self.kv.layers, rows, self.workspace).cpu())
+                finally:
+                    self.workspace.release()
+                req.num_computed = item.end
+        finally:
+            self.kv.release(req)
+        logprobs = torch.log_softmax(torch.cat(out)[:-1], dim=-1)
+        return logprobs.gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
 
     def stream(self, prompt: Prompt, params: SamplingParams | None = None) -> Iterator[str]:
         """Yield text as it is generated (stop strings never leak, even partly)."""
