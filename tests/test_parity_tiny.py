@@ -82,3 +82,20 @@ def test_score_matches_transformers_logprobs(tiny_dir, chunk):
     llm.add_request([1, 2, 3])
     with pytest.raises(RuntimeError, match="idle engine"):
         llm.score(ids)
+
+
+def test_nan_garbage_in_unwritten_kv_memory_never_leaks(tiny_dir):
+    """Fresh device memory may hold NaN. Attention reads whole blocks (a context's last block past
+    its end, and the padding of a decode group), so blocks are zeroed when handed out."""
+    path = str(tiny_dir("llama"))
+    prompts = [[(i * 13 + j * 5) % 256 for j in range(n)] for i, n in enumerate([3, 17, 40, 9])]
+    params = [SamplingParams(temperature=0, max_tokens=m, ignore_eos=True) for m in [9, 5, 7, 11]]
+    clean = LLM(path, kv_cache_mb=8, block_size=4, max_batch_tokens=64, max_running=8).generate(prompts, params)
+    llm = LLM(path, kv_cache_mb=8, block_size=4, max_batch_tokens=64, max_running=8)
+    for k, v in llm.kv.layers:
+        k.fill_(float("nan"))
+        v.fill_(float("nan"))
+    seen = record_logits(llm)
+    dirty = llm.generate(prompts, params)
+    assert all(torch.isfinite(x).all() for x in seen)
+    assert [o.token_ids for o in dirty] == [o.token_ids for o in clean]

@@ -151,6 +151,7 @@ class LLM:
                 return []
             sampling = batch.sampling
             with span("prepare"):
+                self.kv.clear_fresh()
                 fi = self._batch.prepare(batch, self.kv, self.device)
             self.workspace.begin(batch.num_tokens)
             try:
@@ -253,6 +254,7 @@ class LLM:
             while req.num_computed < len(ids):
                 item = ScheduledReq(req, min(self.scheduler.max_batch_tokens, len(ids) - req.num_computed))
                 self.kv.allocate(req, item.end)
+                self.kv.clear_fresh()
                 fi = self._batch.prepare(Batch([item]), self.kv, self.device)
                 rows = torch.arange(item.num_tokens, device=fi.ids.device)  # every position's logits
                 self.workspace.begin(item.num_tokens)

@@ -30,6 +30,7 @@ class KVCache:
         self.layers = [(device.allocate(shape, dtype), device.allocate(shape, dtype)) for _ in range(cfg.num_layers)]
         self.device, self.dtype = device, dtype
         self._scratch = device.allocate((0,), dtype)
+        self._fresh: list[int] = []  # blocks handed out since the last clear_fresh()
 
     @property
     def scratch_bytes(self) -> int:
@@ -56,7 +57,25 @@ class KVCache:
         """Grow `req`'s block table to hold `num_tokens` tokens (raises KVPoolExhausted)."""
         for _ in range(self.blocks_needed(req, num_tokens)):
             req.block_table.append(self.pool.allocate())
+            self._fresh.append(req.block_table[-1])
         self.peak_blocks = max(self.peak_blocks, self.pool.num_blocks - self.pool.num_free)
+
+    def clear_fresh(self) -> None:
+        """Zero the blocks handed out since the last call, in every layer.
+
+        Attention reads whole blocks, and a slot past a request's last token was never written: on a
+        fresh device allocation it may hold NaN, which the -inf bias cannot hide (NaN - inf is NaN,
+        0 x NaN is NaN). Zeroing a block once when it is handed out is far cheaper than masking
+        every gathered block at every layer of every step; stale values of a reused block are finite.
+        """
+        if not self._fresh:
+            return
+        ids = torch.tensor(self._fresh, dtype=torch.long, device=self.layers[0][0].device)
+        kvh, slots, d = self.layers[0][0].shape
+        for k, v in self.layers:
+            for cache in (k, v):
+                cache.view(kvh, slots // self.block_size, self.block_size * d).index_fill_(1, ids, 0)
+        self._fresh.clear()
 
     def match_prefix(self, req: Req) -> None:
         """Point a new request's first blocks at cached blocks with the same tokens.
