@@ -38,7 +38,7 @@ class PrefillSeg:
 @dataclass
 class DecodeGroup:
     start: int  # first row of the group: its B single-token decodes are consecutive rows
-    blocks: torch.Tensor  # [B, NBmax] KV blocks of each context, padded with a valid dummy block
+    blocks: torch.Tensor  # [B, NBmax] KV blocks of each context, padded with its own first block
     bias: torch.Tensor  # [B, 1, NBmax * block_size]: 0 where a key is real, -inf on padding
 
 

@@ -80,8 +80,8 @@ def attention_segments(items: list[ScheduledReq], block_size: int) -> tuple[list
     for first in range(0, len(decode_ctx), DECODE_GROUP):
         group = decode_ctx[first:first + DECODE_GROUP]
         nb = len(group[-1][1])
-        # pad with block 0: any valid block works, the bias hides it
-        blocks = torch.tensor([b + [0] * (nb - len(b)) for _, b in group])
+        # pad with the request's own first block: written (or zeroed) values, which the bias hides
+        blocks = torch.tensor([b + b[:1] * (nb - len(b)) for _, b in group])
         real = torch.arange(nb * block_size)[None, :] < torch.tensor([n for n, _ in group])[:, None]
         bias = torch.zeros(real.shape).masked_fill_(~real, float("-inf"))[:, None, :]
         decode.append(DecodeGroup(first, blocks, bias))
