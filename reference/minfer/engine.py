@@ -163,9 +163,7 @@ class LLM:
             with span("sample"):
                 tokens = self._sampling.sample(logits, [s.req for s in sampling])
             with span("output"):
-                for item in batch.items:
-                    item.req.num_computed += item.num_tokens
-                    self.kv.commit(item.req)
+                self.scheduler.advance(batch)
                 for s, token in zip(sampling, tokens):
                     reason = self.output.append(s.req, token)
                     if reason is not None:

@@ -65,6 +65,13 @@ class Scheduler:
             budget -= n
         return Batch(items) if items else None
 
+    def advance(self, batch: Batch) -> None:
+        """After the forward pass: the batch's tokens now have their K/V in the cache, and blocks that
+        became full join the prefix cache, where later requests with the same tokens find them."""
+        for item in batch.items:
+            item.req.num_computed += item.num_tokens
+            self.kv.commit(item.req)
+
     def _reserve(self, req: Req, num_tokens: int, scheduled: list[ScheduledReq]) -> bool:
         """Make room for `req` to hold `num_tokens`, preempting younger requests; False if `req` itself went."""
         while not self.kv.can_allocate(req, num_tokens):
