@@ -1,11 +1,13 @@
-"""A device is where tensors live and kernels run. The engine asks it for exactly five things.
+"""A device is where tensors live and kernels run. The engine asks it for exactly six things.
 
 Keeping the interface this small is the point: a new backend (the CUDA simulator used by lab 2,
 a real GPU) is a page of code, and nothing above this layer says "cuda" or "cpu".
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,6 +43,13 @@ class Device:
         total = os.sysconf("SC_PHYS_PAGES") * page
         return pages * page, total
 
+    # 6. run a numba.cuda kernel (lab 2) on tensors of this device, in place: a CPU has no CUDA, so
+    #    the CUDA simulator runs it (hal/cudasim.py), on numpy views of the tensors' own memory
+    def launch(self, kernel: Any, grid: Sequence[int], block: Sequence[int], *tensors: torch.Tensor) -> None:
+        from .cudasim import launch
+
+        launch(kernel, grid, block, [t.detach().numpy() for t in tensors])
+
 
 @dataclass(frozen=True)
 class CudaDevice(Device):
@@ -56,6 +65,14 @@ class CudaDevice(Device):
 
     def memory_info(self) -> tuple[int, int]:
         return torch.cuda.mem_get_info(self.torch_device)
+
+    def launch(self, kernel: Any, grid: Sequence[int], block: Sequence[int], *tensors: torch.Tensor) -> None:
+        from .cudasim import numba_cuda
+
+        cuda = numba_cuda(simulate=False)
+        # torch's current stream, so the kernel is ordered with the torch work around it; no copies
+        stream = cuda.external_stream(torch.cuda.current_stream(self.torch_device).cuda_stream)
+        kernel[tuple(grid), tuple(block), stream](*(cuda.as_cuda_array(t.detach()) for t in tensors))
 
 
 def get_device(name: str = "cpu") -> Device:
