@@ -13,6 +13,13 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
+def _kernel_args(p: argparse.ArgumentParser) -> None:
+    from .kernels import MATMULS
+
+    p.add_argument("--matmul", default="torch", choices=MATMULS,
+                   help="kernel of the linear layers; numba-* are lab 2's (simulated on a CPU: tiny models only)")
+
+
 def _sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--max-tokens", type=int, default=max_tokens)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -34,7 +41,10 @@ def _llm(a: argparse.Namespace):
     from .course.labs import parse_lab_args
     from .engine import LLM
 
-    return LLM(a.model, device=a.device, dtype=a.dtype, labs=parse_lab_args(a.lab))
+    if a.matmul != "torch" and not a.device.startswith("cuda"):
+        print("minfer: note: numba kernels run in the CUDA simulator on a CPU, about a millisecond per GPU "
+              "thread: fine for a tiny model, hours for SmolLM2", file=sys.stderr)
+    return LLM(a.model, device=a.device, dtype=a.dtype, matmul=a.matmul, labs=parse_lab_args(a.lab))
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -169,12 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="do not wrap prompts in the model's chat template")
     p.add_argument("--trace", metavar="OUT.json", help="time every step and operator; write a Chrome trace (Perfetto)")
     _engine_args(p)
+    _kernel_args(p)
     _sampling_args(p, 64)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("chat", help="interactive chat; replies stream as they are generated")
     p.add_argument("--system", default=None, help="system prompt")
     _engine_args(p)
+    _kernel_args(p)
     _sampling_args(p, 256)
     p.set_defaults(func=cmd_chat)
 

@@ -17,6 +17,7 @@ from .core import Batch, Req, RequestOutput, SamplingParams, ScheduledReq
 from .diagnostics.timeline import Timeline, no_span
 from .graph.builder import build_model
 from .hal import get_device
+from .kernels import get_matmul
 from .loader import store
 from .loader.config import ModelConfig
 from .loader import mapping as mapping_module
@@ -50,11 +51,13 @@ class LLM:
         max_model_len: int | None = None,
         enable_prefix_cache: bool = True,
         chunked_prefill: bool = True,
+        matmul: str = "torch",
         labs: dict[str, SimpleNamespace] | None = None,
     ) -> None:
-        """`labs` swaps in a lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the
-        student's allocator and KV block pool inside this engine; {"lab3": ...} their weight
-        mapping, layers, attention, batch preparation and sampling. Labs combine."""
+        """`matmul` picks the kernel of every linear layer (minfer.kernels.MATMULS). `labs` swaps in a
+        lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the student's allocator and KV
+        block pool inside this engine; {"lab2": ...} their kernels for a numba `matmul`; {"lab3": ...}
+        their weight mapping, layers, attention, batch preparation and sampling. Labs combine."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
         for name, value in (("block_size", block_size), ("max_batch_tokens", max_batch_tokens),
@@ -62,6 +65,10 @@ class LLM:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} is invalid: must be a positive integer")
         self.device = get_device(device)
+        kernels = (labs or {}).get("lab2")
+        mm = get_matmul(matmul, self.device, kernels and kernels.matmul_numba)
+        if kernels is not None and matmul == "torch":
+            raise ValueError("lab2 replaces the numba kernels but matmul='torch': choose numba-naive, numba-tiled or numba-regblock")
         self.dtype = DTYPES[dtype]
         self.path = store.resolve(str(model))
         # ① loader
@@ -73,7 +80,7 @@ class LLM:
         tensors = self._mapping.map_hf_tensors(self.config, load_tensors(self.path))
         # ② graph
         ops = SimpleNamespace(layers=lab3.layers, attention=lab3.attention) if lab3 else None
-        self.model = build_model(self.config, tensors, self.device, self.dtype, ops=ops)
+        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops)
         del tensors
         # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
         memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)

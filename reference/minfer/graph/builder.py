@@ -6,15 +6,11 @@ from types import SimpleNamespace
 import torch
 
 from ..hal import Device
+from ..kernels import torch_matmul
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
 from .model import LayerWeights, Matmul, Model, reference_ops
-
-
-def torch_matmul(x: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    # x @ W^T with W^T stored contiguous: on CPU this streams weights faster than F.linear
-    return torch.matmul(x, w_t, out=out)
 
 
 def build_model(
@@ -23,6 +19,7 @@ def build_model(
 ) -> Model:
     """Fuse q/k/v and gate/up, transpose once to [in, out], then pack everything into the weight tier.
 
+    Every linear layer (and the LM head) is one call of `matmul` (see minfer.kernels.get_matmul).
     `ops` (.layers, .attention) are the modules the forward pass calls: a student's (lab 3) replace
     the reference ones, and then prefill runs through their `attend` too rather than PyTorch's SDPA.
     """

@@ -1,0 +1,145 @@
+"""The kernel registry, and lab 2's numba kernels inside the engine: a tiny Llama through the CUDA
+simulator matches the torch path; on a GPU (tests marked `gpu`), SmolLM2 does."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from minfer import LLM, SamplingParams
+from minfer.hal import get_device
+from minfer.kernels import MATMULS, get_matmul, torch_matmul
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from minfer.course.tiny_model import write_tiny_llama
+
+    return str(write_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
+
+
+def run_fresh(code: str, timeout: float = 600) -> str:
+    """Python in a new process: numba picks GPU or simulator once per process, and this one may have picked."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def logits_of(llm: LLM, prompt: list[int], n: int) -> tuple[list[int], torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    forward = llm.model.forward
+    llm.model.forward = lambda *a, **k: seen.append(forward(*a, **k)) or seen[-1]  # this engine only
+    out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))[0]
+    return out.token_ids, torch.cat(seen)
+
+
+def test_registry():
+    cpu = get_device("cpu")
+    assert MATMULS[0] == "torch" and get_matmul("torch", cpu) is torch_matmul
+    with pytest.raises(ValueError, match="numba-tiled"):
+        get_matmul("numba-magic", cpu)
+
+
+def test_numba_is_imported_only_when_a_numba_kernel_is_chosen(tiny):
+    out = run_fresh(f"""
+        import sys
+        from minfer import LLM
+        LLM({tiny!r}, kv_cache_mb=1)
+        print("numba" in sys.modules)
+        LLM({tiny!r}, kv_cache_mb=1, matmul="numba-naive")
+        print("numba" in sys.modules)
+    """)
+    assert out.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("kind", ["naive", "tiled", "regblock"])
+def test_tiny_llama_through_simulated_kernels_matches_torch(tiny, kind):
+    kw = dict(kv_cache_mb=1, block_size=4, max_batch_tokens=8, max_running=4)  # the 11-token prompt: two chunks
+    prompt = [(11 * i + 3) % 256 for i in range(11)]
+    tokens, logits = logits_of(LLM(tiny, matmul=f"numba-{kind}", **kw), prompt, 3)
+    ref_tokens, ref_logits = logits_of(LLM(tiny, **kw), prompt, 3)
+    assert tokens == ref_tokens
+    torch.testing.assert_close(logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_lab2_switch_routes_every_linear_layer_through_the_labs_kernels(tiny):
+    kinds: list[str] = []
+
+    def matmul(a, b, out=None, *, kind, tile, rb, device):
+        kinds.append(kind)
+        return torch.matmul(a, b, out=out)
+
+    fake = SimpleNamespace(matmul_numba=SimpleNamespace(matmul=matmul))
+    llm = LLM(tiny, kv_cache_mb=1, matmul="numba-regblock", labs={"lab2": fake})
+    llm.generate([[1, 2, 3]], SamplingParams(temperature=0, max_tokens=2, ignore_eos=True))
+    assert kinds == ["regblock"] * 10  # 2 steps x (qkv, o, gate_up, down, LM head)
+    with pytest.raises(ValueError, match="lab2"):
+        LLM(tiny, kv_cache_mb=1, labs={"lab2": fake})
+
+
+def test_cli_generate_with_a_numba_kernel(tiny, capsys, monkeypatch):
+    import functools
+
+    from minfer.cli import main
+
+    # the default KV pool (40% of free memory) would be millions of blocks for a model this small
+    monkeypatch.setattr("minfer.engine.LLM", functools.partial(LLM, kv_cache_mb=1))
+    assert main(["generate", "--model", tiny, "--raw", "--max-tokens", "3", "--ignore-eos", "--matmul", "numba-tiled", "Hi"]) == 0
+    out, err = capsys.readouterr()
+    expected = LLM(tiny, kv_cache_mb=1).generate(["Hi"], SamplingParams(temperature=0, max_tokens=3, ignore_eos=True))
+    assert out == expected[0].text + "\n"
+    assert "simulator" in err
+
+
+def test_bfloat16_and_float16_operands():
+    from minfer.kernels import matmul_numba
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 9, generator=g), torch.randn(9, 7, generator=g)
+    for dtype in (torch.bfloat16, torch.float16):
+        c = matmul_numba.matmul(a.to(dtype), b.to(dtype), kind="tiled", tile=4)
+        assert c.dtype == dtype
+        torch.testing.assert_close(c.float(), a.to(dtype).float() @ b.to(dtype).float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_kernels_on_a_gpu_match_torch():
+    print(run_fresh("""
+        import torch
+        from minfer.kernels import matmul_numba as mm
+        g = torch.Generator(device="cuda").manual_seed(0)
+        for m, k, n in [(1, 576, 1536), (77, 576, 1000), (300, 1000, 49152)]:
+            for dtype in (torch.float32, torch.float16):
+                a = torch.randn(m, k, device="cuda", generator=g).to(dtype)
+                b = torch.randn(k, n, device="cuda", generator=g).to(dtype)
+                ref = (a.float() @ b.float()).to(dtype)
+                for kind, tile, rb in [("naive", 16, 4), ("tiled", 16, 4), ("tiled", 32, 1), ("regblock", 16, 4)]:
+                    c = mm.matmul(a, b, kind=kind, tile=tile, rb=rb)
+                    torch.testing.assert_close(c, ref, atol=2e-2, rtol=2e-2)
+        print("ok")
+    """))
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_gpu
+def test_smollm2_through_numba_tiled_on_a_gpu():
+    out = run_fresh("""
+        from minfer import LLM, SamplingParams
+        p = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
+        prompt = LLM("smollm2-135m").chat_prompt([{"role": "user", "content": "What is a GPU?"}])
+        for matmul in ("numba-tiled", "torch"):
+            print(LLM("smollm2-135m", device="cuda", matmul=matmul).generate([prompt], p)[0].token_ids)
+    """)
+    numba_tokens, torch_tokens = out.splitlines()
+    assert numba_tokens == torch_tokens
