@@ -1,4 +1,4 @@
-"""The implementation switch and shared fixtures for lab 3's public and hidden tests.
+"""The implementation switch (`--impl`: see ../conftest.py) and shared fixtures for lab 3's tests.
 
     pytest labs/lab3_inference/tests                      # your files in this folder (default)
     pytest labs/lab3_inference/tests --impl reference     # the reference solution
@@ -14,16 +14,12 @@ import pytest
 import torch
 
 
-def pytest_addoption(parser):
-    parser.addoption("--impl", default="student", help="student | reference | a folder with the lab's files")
-
-
 @pytest.fixture(scope="session")
-def lab(request):
+def lab(impl):
     """The implementation under test: `lab.layers`, `lab.attention`, `lab.mapping`, `lab.batch`, `lab.sampling`."""
     from minfer.course.labs import load
 
-    return load("lab3", request.config.getoption("--impl"))
+    return load("lab3", impl)
 
 
 def build_tiny(out: Path, arch: str = "llama", seed: int = 0, **overrides) -> Path:

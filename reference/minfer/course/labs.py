@@ -32,6 +32,9 @@ LABS = {
         "allocator.py": "minfer.memory.allocator",
         "block_pool.py": "minfer.memory.block_pool",
     }),
+    "lab2": Lab("lab2", "labs/lab2_matmul", {
+        "matmul_numba.py": "minfer.kernels.matmul_numba",
+    }),
     "lab3": Lab("lab3", "labs/lab3_inference", {
         "layers.py": "minfer.graph.layers",
         "attention.py": "minfer.graph.attention",
