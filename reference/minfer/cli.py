@@ -41,10 +41,14 @@ def _llm(a: argparse.Namespace):
     from .course.labs import parse_lab_args
     from .engine import LLM
 
-    if a.matmul != "torch" and not a.device.startswith("cuda"):
+    matmul, labs = getattr(a, "matmul", "torch"), parse_lab_args(a.lab)
+    if matmul != "torch" and not a.device.startswith("cuda"):
         print("minfer: note: numba kernels run in the CUDA simulator on a CPU, about a millisecond per GPU "
               "thread: fine for a tiny model, hours for SmolLM2", file=sys.stderr)
-    return LLM(a.model, device=a.device, dtype=a.dtype, matmul=a.matmul, labs=parse_lab_args(a.lab))
+    if matmul == "torch" and "lab2" in labs:
+        print("minfer: note: lab2's kernels run only with --matmul numba-naive|numba-tiled|numba-regblock",
+              file=sys.stderr)
+    return LLM(a.model, device=a.device, dtype=a.dtype, matmul=matmul, labs=labs)
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -223,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_subparsers(dest="bench_mode", metavar="{serve}").add_parser(
         "serve", help="load the HTTP server: requests/s, time to first token, time between tokens")
     _engine_args(q)
+    _kernel_args(q)
     q.add_argument("--url", default=None, help="a running server (default: start one here on a free port)")
     q.add_argument("--concurrency", default="1,4,16,32", help="comma-separated levels of requests in flight")
     q.add_argument("--requests", type=int, default=32, help="requests at each level")
@@ -231,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (pip install 'minfer[serve]')")
     _engine_args(p)
+    _kernel_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-name", default=None, help="the model's id in the API (default: its folder's name)")

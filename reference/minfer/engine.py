@@ -56,7 +56,7 @@ class LLM:
     ) -> None:
         """`matmul` picks the kernel of every linear layer (minfer.kernels.MATMULS). `labs` swaps in a
         lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the student's allocator and KV
-        block pool inside this engine; {"lab2": ...} their kernels for a numba `matmul`; {"lab3": ...}
+        block pool inside this engine; {"lab2": ...} their kernels, for a numba `matmul`; {"lab3": ...}
         their weight mapping, layers, attention, batch preparation and sampling. Labs combine."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
@@ -65,10 +65,8 @@ class LLM:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} is invalid: must be a positive integer")
         self.device = get_device(device)
-        kernels = (labs or {}).get("lab2")
-        mm = get_matmul(matmul, self.device, kernels and kernels.matmul_numba)
-        if kernels is not None and matmul == "torch":
-            raise ValueError("lab2 replaces the numba kernels but matmul='torch': choose numba-naive, numba-tiled or numba-regblock")
+        lab2 = (labs or {}).get("lab2")  # its kernels serve the numba matmuls; matmul="torch" leaves them unused
+        mm = get_matmul(matmul, self.device, lab2 and lab2.matmul_numba)
         self.dtype = DTYPES[dtype]
         self.path = store.resolve(str(model))
         # ① loader
