@@ -99,14 +99,20 @@ def test_a_deck_renders_without_the_engine():
         ctx.png("nope")
 
 
-def test_cli_builds_a_deck_on_a_tiny_model(tiny_dir, tmp_path, capsys):
-    code = main(["slides", "build", "lab3_inference", "--no-pdf", "--out", str(tmp_path), "--model", str(tiny_dir("llama"))])
+def test_cli_builds_decks_on_a_tiny_model(tiny_dir, tmp_path, capsys, monkeypatch):
+    tiny = str(tiny_dir("llama"))
+    monkeypatch.setenv("MINFER_CHROMIUM", "no-such-browser")  # PDFs wanted, but no Chromium: HTML only, said so
+    code = main(["slides", "build", "lab3_inference", "--out", str(tmp_path), "--model", tiny])
     out = capsys.readouterr().out
     assert code == 0, out
+    assert "no Chromium found" in out
     html = (tmp_path / "lab3_inference.html").read_text()
     expected = len(load_deck(REPO / "slides" / "lab3_inference.md").slides)
     assert html.count('<section class="slide') == expected and f"lab3_inference: {expected} slides" in out
     assert not list(tmp_path.glob("*.pdf")) and not list(tmp_path.glob(".*.tmp"))
+    assert main(["slides", "build", "lab2_matmul", "--no-pdf", "--out", str(tmp_path), "--model", tiny]) == 0
+    assert "no Chromium" not in capsys.readouterr().out, "--no-pdf asks for no PDF: nothing to warn about"
+    assert (tmp_path / "lab2_matmul.html").is_file()
     assert main(["slides", "build", "no_such_deck", "--no-pdf", "--out", str(tmp_path)]) == 2
     assert "unknown deck(s) ['no_such_deck']" in capsys.readouterr().err
 

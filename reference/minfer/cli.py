@@ -164,8 +164,11 @@ def cmd_slides(a: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .course.slides.build import build
-
+    try:
+        from .course.slides.build import build
+        from .course.slides.diagrams import DIAGRAMS  # noqa: F401  (matplotlib: fail before any work)
+    except ImportError as e:
+        raise RuntimeError(f"the slides need extra packages ({e.name} is missing): pip install 'minfer[slides]'") from e
     start = time.perf_counter()
     built = build(a.deck or None, Path(a.out) if a.out else None, pdf=not a.no_pdf, model=a.model)
     print(f"{len(built)} deck(s) in {built[0].html.parent if built else a.out} ({time.perf_counter() - start:.0f} s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -64,7 +65,7 @@ class EngineRun:
     kv: KVSnapshot | None = None
     timeline: Timeline = field(default_factory=Timeline)
     first_logits: torch.Tensor | None = None  # request A's next-token logits after its prompt
-    decode: object = None  # the tokenizer's decode(ids) -> str
+    decode: Callable[[list[int]], str] | None = None  # the tokenizer's decode
 
 
 def model_path(model: str, scratch: Path) -> tuple[str, Path]:
