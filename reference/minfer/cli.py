@@ -174,6 +174,21 @@ def cmd_bench_serve(a: argparse.Namespace) -> int:
     return _server_module("loadbench").run_load_bench(a, lambda: _llm(a))
 
 
+def cmd_slides(a: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    try:
+        from .course.slides.build import build
+        from .course.slides.diagrams import DIAGRAMS  # noqa: F401  (matplotlib: fail before any work)
+    except ImportError as e:
+        raise RuntimeError(f"the slides need extra packages ({e.name} is missing): pip install 'minfer[slides]'") from e
+    start = time.perf_counter()
+    built = build(a.deck or None, Path(a.out) if a.out else None, pdf=not a.no_pdf, model=a.model)
+    print(f"{len(built)} deck(s) in {built[0].html.parent if built else a.out} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minfer", description="A small, readable LLM inference engine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-name", default=None, help="the model's id in the API (default: its folder's name)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("slides", help="course slides: build every deck in slides/ to HTML and PDF")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("deck", nargs="*", help="intro, lab1_allocator, ... (all decks when left out)")
+    p.add_argument("--out", default=None, help="output folder (default slides/build)")
+    p.add_argument("--no-pdf", action="store_true", help="HTML only (PDF needs Chromium)")
+    p.add_argument("--model", default="auto", help="the diagrams' engine run: auto (SmolLM2 if pulled, else a tiny "
+                   "random Llama), a builtin name or a model folder")
+    p.set_defaults(func=cmd_slides)
     return parser
 
 
