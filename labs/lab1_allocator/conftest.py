@@ -3,6 +3,10 @@
     pytest labs/lab1_allocator/tests                      # your files in this folder (default)
     pytest labs/lab1_allocator/tests --impl reference     # the reference solution
     pytest labs/lab1_allocator/tests --impl path/to/dir   # any folder with allocator.py and block_pool.py
+
+The engine tests compare with the reference's tokens recorded in golden.json beside them (the
+student edition and the grading sandbox have no reference to run); `--impl reference -m slow
+--record-golden` records them again.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 
 def pytest_addoption(parser):
     parser.addoption("--impl", default="student", help="student | reference | a folder with the lab's files")
+    parser.addoption("--record-golden", action="store_true", help="record the reference engine's tokens into golden.json")
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +29,13 @@ def lab(request):
 @pytest.fixture(scope="session")
 def impl(request) -> str:
     return request.config.getoption("--impl")
+
+
+@pytest.fixture
+def golden(request):
+    """The reference's recorded outputs for this test file's folder: `golden.tokens(name, prompts, params, **engine)`."""
+    from pathlib import Path
+
+    from minfer.course.golden import Golden
+
+    return Golden(Path(request.path).parent / "golden.json", record=request.config.getoption("--record-golden"))

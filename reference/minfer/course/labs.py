@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[3]
+
+def _course_root() -> Path:
+    """The folder that holds `labs/`: this source checkout; for an installed engine (the student
+    edition a course releases) $MINFER_COURSE_ROOT, else the working directory (the assignment folder)."""
+    checkout = Path(__file__).resolve().parents[3]
+    if (checkout / "labs").is_dir():
+        return checkout
+    return Path(os.environ.get("MINFER_COURSE_ROOT") or os.getcwd()).resolve()
+
+
+REPO = _course_root()
 
 
 @dataclass(frozen=True)
