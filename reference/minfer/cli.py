@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-name", default=None, help="the model's id in the API (default: its folder's name)")
     p.set_defaults(func=cmd_serve)
+
+    from .course.grading.cli import register as register_grade
+
+    register_grade(sub)  # `minfer grade ...`: the instructor's nbgrader workflow
     return parser
 
 
