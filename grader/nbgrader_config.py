@@ -28,5 +28,6 @@ c.SandboxResults.course_root = COURSE
 # The student's lab files are what is graded: never overwrite them with the released skeletons.
 c.Autograde.exclude_overwriting = exclude_overwriting()
 
-# A deleted test cell comes back (its score comes from the instructor's copy in any case).
-c.OverwriteCells.add_missing_cells = True
+# Deleted cells: `minfer grade autograde` puts them back from the release before nbgrader runs
+# (nbgrader's OverwriteCells.add_missing_cells fails when the cell before is not a graded one).
+# Their scores come from the instructor's copies in the sandbox in any case.

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..labs import REPO
@@ -27,7 +28,7 @@ from . import grade
 from .assignment import build_source
 from .bundle import released_cells
 from .collect import Collected, collect
-from .config import LabGrading, Limits, load_grading
+from .config import LabGrading, Limits, Scope, load_grading
 from .leakscan import Leak, LeakError, fingerprints, scan
 from .results import SubmissionResult
 from .submission import Submission, read_submission, repair_notebook
@@ -75,10 +76,14 @@ def open_course(root: Path) -> Course:
     return Course(root)
 
 
-def nbgrader(course: Course, *args: str, check: bool = True, log: Log = print) -> int:
+SCOPE_ENV = "MINFER_GRADE_SCOPE"  # tells SandboxResults, in the nbgrader we run, which results to accept
+
+
+def nbgrader(course: Course, *args: str, check: bool = True, log: Log = print, scope: Scope = Scope()) -> int:
     log(f"$ nbgrader {shlex.join(args)}    # in {course.root}")
     # nbgrader runs tools of its environment (alembic) by name: put that environment first on PATH
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           SCOPE_ENV: scope.label}
     code = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=env).returncode
     if check and code:
         raise RuntimeError(f"nbgrader {args[0]} failed (exit status {code}); its log is above")
@@ -114,7 +119,8 @@ def collect_folder(course: Course, lab: str, folder: Path, log: Log = print) -> 
 
 
 @contextmanager
-def session(course: Course, grading: LabGrading, jobs: int, limits: Limits | None = None) -> Iterator[grade.GradingRun]:
+def session(course: Course, grading: LabGrading, jobs: int, limits: Limits | None = None,
+            scope: Scope = Scope()) -> Iterator[grade.GradingRun]:
     from ...loader import store
 
     released = course.released_notebook(grading)
@@ -122,7 +128,7 @@ def session(course: Course, grading: LabGrading, jobs: int, limits: Limits | Non
         store.pull(model)
     work = Path(tempfile.mkdtemp(prefix=f"minfer-grade-{grading.name}-"))
     try:
-        yield grade.start(grading, released, work, jobs, store.store_root(), [course.root], limits)
+        yield grade.start(grading, released, work, jobs, store.store_root(), [course.root], limits, scope)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -137,21 +143,22 @@ def _cached(course: Course, run: grade.GradingRun, sub: Submission) -> Submissio
     if not path.is_file():
         return None
     result = SubmissionResult.load(path)
-    same = result.digest == sub.digest and result.bundle_digest == run.bundle.digest
+    same = (result.digest, result.bundle_digest, result.scope) == (sub.digest, run.bundle.digest, run.scope.label)
     return result if same and result.status != "setup error" else None
 
 
 def autograde(course: Course, lab: str, jobs: int = 1, student: str | None = None, force: bool = False,
-              limits: Limits | None = None, log: Log = print) -> list[SubmissionResult]:
+              limits: Limits | None = None, scope: Scope = Scope(), log: Log = print) -> list[SubmissionResult]:
+    """`student`: an id, or a pattern as nbgrader's --student takes it (`team-*`)."""
     grading = load_grading(lab)
-    students = [s for s in course.students(lab) if student in (None, s)]
+    students = [s for s in course.students(lab) if student is None or fnmatchcase(s, student)]
     if not students:
         raise ValueError(f"no submissions of {lab} in {course.root / 'submitted'}: run `minfer grade collect` first")
     released = course.released_notebook(grading)
     for s in students:  # nbgrader must be able to read every notebook, or the lab files' points are lost
         if note := repair_notebook(course.submission(s, lab), released.name, released):
             log(f"{s}: {note}")
-    with session(course, grading, jobs, limits) as run:
+    with session(course, grading, jobs, limits, scope) as run:
         subs = [_submission(course, run, s) for s in students]
         todo = [sub for sub in subs if force or _cached(course, run, sub) is None]
         log(f"{lab}: grading {len(todo)} of {len(subs)} submissions, {jobs} at a time "
@@ -161,7 +168,8 @@ def autograde(course: Course, lab: str, jobs: int = 1, student: str | None = Non
         if todo:
             took = time.monotonic() - start
             log(f"{len(todo)} submissions in {took:.1f} s: {took / len(todo):.1f} s per submission")
-    nbgrader(course, "autograde", lab, "--force", *([f"--student={student}"] if student else []), check=False, log=log)
+    nbgrader(course, "autograde", lab, "--force", *([f"--student={student}"] if student else []), check=False,
+             log=log, scope=scope)
     _check_gradebook(course, lab, students, log)
     return [SubmissionResult.load(course.result_path(lab, s)) for s in students]
 
@@ -169,7 +177,8 @@ def autograde(course: Course, lab: str, jobs: int = 1, student: str | None = Non
 def result_for(course: Course, lab: str, student: str) -> SubmissionResult:
     """The sandbox result nbgrader's autograde needs: the saved one if it still matches the
     submission and the tests, else graded now."""
-    with session(course, load_grading(lab), jobs=1) as run:
+    scope = Scope.from_label(os.environ.get(SCOPE_ENV, ""))
+    with session(course, load_grading(lab), jobs=1, scope=scope) as run:
         sub = _submission(course, run, student)
         result = _cached(course, run, sub) or run.grade(sub)
         result.save(course.result_path(lab, student))

@@ -6,12 +6,12 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..labs import REPO
 from .bundle import Bundle, build_bundle
-from .config import LabGrading, Limits
+from .config import LabGrading, Limits, Scope
 from .results import SubmissionResult
 from .sandbox import Isolation, instantiate, remove, run
 from .score import score
@@ -27,18 +27,19 @@ class GradingRun:
     isolation: Isolation
     work: Path  # holds the bundle and every sandbox of this run
     protected: tuple[Path, ...]  # what no test process may read: the repository, the course folder
+    scope: Scope = Scope()
 
     def grade(self, submission: Submission) -> SubmissionResult:
         box = None
         try:
             box = instantiate(self.bundle, submission, Path(tempfile.mkdtemp(prefix="box-", dir=self.work)) / "s")
-            raw = run(self.bundle, box, self.limits, self.isolation, [*self.protected, self.work])
-            return score(self.bundle, submission, box, raw, self.limits)
+            raw = run(self.bundle, box, self.limits, self.isolation, [*self.protected, self.work], self.scope)
+            return score(self.bundle, submission, box, raw, self.limits, self.scope)
         except Exception:  # noqa: BLE001 - a grader bug must not cost other students their grade
             return SubmissionResult(self.bundle.grading.name, submission.student, submission.digest,
                                     self.bundle.digest, "setup error",
                                     (f"grading failed inside the grader: {traceback.format_exc(limit=3)[-800:]}",),
-                                    (), 0.0)
+                                    (), 0.0, self.scope.label)
         finally:
             if box is not None:
                 remove(box)
@@ -46,11 +47,11 @@ class GradingRun:
 
 
 def start(grading: LabGrading, released_notebook: Path | None, work: Path, jobs: int, model_store: Path,
-          protected: Iterable[Path] = (), limits: Limits | None = None) -> GradingRun:
+          protected: Iterable[Path] = (), limits: Limits | None = None, scope: Scope = Scope()) -> GradingRun:
     """Build the bundle under `work` (which the caller creates and removes)."""
     bundle = build_bundle(grading, released_notebook, work / "bundle")
     return GradingRun(bundle, limits or grading.limits, Isolation.probe(jobs, model_store), work,
-                      (REPO, *protected))
+                      (REPO, *protected), scope)
 
 
 def grade_all(run_: GradingRun, submissions: list[Submission], jobs: int,
@@ -63,7 +64,3 @@ def grade_all(run_: GradingRun, submissions: list[Submission], jobs: int,
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, submissions))
-
-
-def with_limits(run_: GradingRun, **changes: float) -> GradingRun:
-    return replace(run_, limits=replace(run_.limits, **changes))

@@ -212,8 +212,11 @@ def main(spec_file: str) -> None:
     policy = Policy(Path(spec["scratch"]), Path(spec["results"]).parent, spec["protected"], walls)
     import pytest
 
-    code = pytest.main(spec["pytest_args"], plugins=[Reporter(out, spec, policy)])
-    out.write(json.dumps({"finished": int(code)}) + "\n")
+    try:
+        record = {"finished": int(pytest.main(spec["pytest_args"], plugins=[Reporter(out, spec, policy)]))}
+    except BaseException as e:  # noqa: BLE001 - pytest itself broke (e.g. its output failed): say so
+        record = {"finished": -1, "error": f"{type(e).__name__}: {e}"[:500]}
+    out.write(json.dumps(record) + "\n")
     out.flush()
     os._exit(0)  # skip atexit handlers and finalizers the submission may have registered
 

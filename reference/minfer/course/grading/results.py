@@ -50,6 +50,7 @@ class SubmissionResult:
     problems: tuple[str, ...]
     cells: tuple[CellScore, ...]
     seconds: float
+    scope: str = ""  # which tests ran: "" for all of them (see config.Scope)
 
     @property
     def total(self) -> float:

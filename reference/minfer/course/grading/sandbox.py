@@ -15,12 +15,13 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .bundle import Bundle
-from .config import NOTEBOOK_SUITE, SUITES, Limits
+from .config import NOTEBOOK_SUITE, SUITES, Limits, Scope
 from .submission import Submission
 
 GUARD = Path("reference/minfer/course/grading/guard.py")  # inside the sandbox
@@ -108,21 +109,23 @@ def remove(box: SandboxDir) -> None:
     shutil.rmtree(box.root, ignore_errors=True)
 
 
-def run(bundle: Bundle, box: SandboxDir, limits: Limits, isolation: Isolation, protected: list[Path]) -> RawRun:
+def run(bundle: Bundle, box: SandboxDir, limits: Limits, isolation: Isolation, protected: list[Path],
+        scope: Scope = Scope()) -> RawRun:
     lab_dir = box.root / bundle.grading.lab.folder
     suites = [lab_dir / s for s in SUITES if (lab_dir / s).is_dir()]
-    if bundle.notebook is not None:
+    if bundle.notebook is not None and scope.notebook:
         suites.append(lab_dir / NOTEBOOK_SUITE)
     args = [*map(str, suites), str(lab_dir / "integrity"), "-p", "no:cacheprovider", "--assert=plain",
             "-q", "--tb=short", "-c", str(lab_dir / "pytest.ini"), "--rootdir", str(lab_dir)]
-    if bundle.grading.select:
-        args += ["-m", bundle.grading.select]
+    select = " and ".join(f"({m})" for m in (bundle.grading.select, scope.select) if m)
+    if select:
+        args += ["-m", select]
     spec = {
         "sandbox": str(box.root), "scratch": str(box.scratch), "results": str(box.private / "results.jsonl"),
         "limits": limits.__dict__, "protected": [str(p) for p in protected], "pytest_args": args,
         "preimport": PREIMPORT + (NOTEBOOK_PREIMPORT if bundle.notebook else []),
         # the test sources leave the disk once collected, before any submitted code runs
-        "delete_after_collection": [str(p) for s in suites for p in s.rglob("test_*.py")]
+        "delete_after_collection": [str(p) for s in suites + [lab_dir / NOTEBOOK_SUITE] for p in s.rglob("test_*.py")]
         + [str(p) for p in (lab_dir / "integrity").glob("*.py")],
     }
     spec_file = box.private / "run.json"
@@ -130,21 +133,40 @@ def run(bundle: Bundle, box: SandboxDir, limits: Limits, isolation: Isolation, p
     cmd = [sys.executable, "-I", "-B", str(box.root / GUARD), str(spec_file)]
     if isolation.namespaces:
         cmd = [*UNSHARE, *cmd]
-    output = box.private / "output.log"
     start = time.monotonic()
-    with open(output, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=box.scratch, env=_environment(box, bundle, isolation), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        timed_out = False
-        try:
-            proc.wait(timeout=limits.wall_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            _kill_group(proc.pid)
-            proc.wait()
+    # output goes through a pipe into a bounded tail: a flood costs the submission its time, not our disk
+    proc = subprocess.Popen(cmd, cwd=box.scratch, env=_environment(box, bundle, isolation), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    tail = Tail()
+    reader = threading.Thread(target=tail.drain, args=(proc.stdout,), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.wall_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        _kill_group(proc.pid)
+        proc.wait()
+        reader.join(timeout=10)
     return RawRun(_read_lines(box.private / "results.jsonl"), proc.returncode, timed_out,
-                  time.monotonic() - start, _tail(output))
+                  time.monotonic() - start, tail.text())
+
+
+class Tail:
+    """The last `size` bytes of a stream."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self.data = b""
+
+    def drain(self, stream) -> None:
+        with stream:
+            for chunk in iter(lambda: stream.read(65536), b""):
+                self.data = (self.data + chunk)[-self.size:]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
 
 
 def _environment(box: SandboxDir, bundle: Bundle, isolation: Isolation) -> dict[str, str]:
@@ -180,9 +202,3 @@ def _read_lines(path: Path) -> list[dict]:
         if isinstance(record, dict):
             lines.append(record)
     return lines
-
-
-def _tail(path: Path, size: int = 4000) -> str:
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - size))
-        return f.read().decode("utf-8", "replace")

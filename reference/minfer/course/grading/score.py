@@ -6,7 +6,7 @@ import re
 import signal
 
 from .bundle import Bundle
-from .config import NOTEBOOK_SUITE, Limits
+from .config import NOTEBOOK_SUITE, Limits, Scope
 from .guard import DENIED_PREFIX
 from .results import CellScore, SubmissionResult, TestOutcome
 from .sandbox import RawRun, SandboxDir
@@ -19,11 +19,15 @@ def notebook_nodeid(grade_id: str) -> str:
     return f"{NOTEBOOK_SUITE}/test_notebook.py::test_cell[{grade_id}]"
 
 
-def score(bundle: Bundle, submission: Submission, box: SandboxDir, raw: RawRun, limits: Limits) -> SubmissionResult:
+def score(bundle: Bundle, submission: Submission, box: SandboxDir, raw: RawRun, limits: Limits,
+          scope: Scope = Scope()) -> SubmissionResult:
     collected = next((r["collected"] for r in raw.lines if isinstance(r.get("collected"), list)), None)
     reported = {str(r["test"]): TestOutcome(str(r["test"]), r.get("passed") is True, str(r.get("message", "")))
                 for r in raw.lines if "test" in r}
-    status, why = _status(limits, raw, finished=any("finished" in r for r in raw.lines), collected=collected)
+    finished = next((r for r in raw.lines if "finished" in r), None)
+    status, why = _status(limits, raw, finished=finished is not None, collected=collected)
+    if finished and finished.get("error"):
+        why = f"the test run ended early ({str(finished['error'])[:200]}); tests that had not finished score 0"
     canary = reported.pop(box.canary, None)
     if canary is not None and canary.passed:
         status, why = "tampered", "the test harness was tampered with (a test that must fail passed): every score is 0"
@@ -42,7 +46,7 @@ def score(bundle: Bundle, submission: Submission, box: SandboxDir, raw: RawRun, 
             tests = [outcome(notebook_nodeid(grade_id))] if notebook_nodeid(grade_id) in nodeids else []
             cells.append(_cell(grade_id, f"notebook cell {grade_id}", points, tests))
     return SubmissionResult(bundle.grading.name, submission.student, submission.digest, bundle.digest, status,
-                            tuple(problems), tuple(cells), round(raw.seconds, 2))
+                            tuple(problems), tuple(cells), round(raw.seconds, 2), scope.label)
 
 
 def _cell(cell_id: str, title: str, points: float, tests: list[TestOutcome]) -> CellScore:

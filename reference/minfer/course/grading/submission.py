@@ -9,9 +9,11 @@ solution cell is graded as the released stub.
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import json
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +99,10 @@ def _solution_cells(notebook: Path) -> dict[str, str]:
 
 
 def repair_notebook(folder: Path, notebook_name: str, released: Path) -> str | None:
-    """Make `folder` hold a notebook nbgrader can autograde, so the lab files' points still reach
-    the gradebook: a missing or unreadable notebook is replaced by the released one (the
-    unreadable file is kept beside it). Returns what was done, or None."""
+    """Make `folder` hold a notebook nbgrader can autograde, so every score reaches the gradebook:
+    a missing or unreadable notebook is replaced by the released one (an unreadable file is kept
+    beside it), and deleted nbgrader cells are put back from the release (nbgrader's own
+    `add_missing_cells` fails when the cell before is not a graded one). Returns what was done."""
     import nbformat
 
     path = folder / notebook_name
@@ -112,9 +115,37 @@ def repair_notebook(folder: Path, notebook_name: str, released: Path) -> str | N
     try:
         if path.stat().st_size > MAX_NOTEBOOK_BYTES:
             raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-        nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
-        return None
+        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        nbformat.validate(nb)
     except Exception as e:  # noqa: BLE001 - any failure to read means nbgrader cannot grade it
         path.replace(folder / (notebook_name + UNREADABLE))
         shutil.copyfile(released, path)
         return f"unreadable notebook ({type(e).__name__}) replaced by the released one"
+    restored = _restore_cells(nb, nbformat.read(released, as_version=4))
+    if not restored:
+        return None
+    tmp = path.with_name(f".{path.name}.repairing")
+    nbformat.write(nb, tmp)
+    tmp.replace(path)
+    return f"deleted cells put back from the release: {', '.join(restored)}"
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _restore_cells(nb, released) -> list[str]:
+    """Insert each released nbgrader cell missing from `nb` after its released predecessor."""
+    restored: list[str] = []
+    for i, cell in enumerate(released.cells):
+        grade_id = _grade_id(cell)
+        if grade_id is None or any(_grade_id(c) == grade_id for c in nb.cells):
+            continue
+        before = [_grade_id(c) for c in released.cells[:i] if _grade_id(c)]
+        where = max((j + 1 for j, c in enumerate(nb.cells) if _grade_id(c) in before), default=0)
+        cell = copy.deepcopy(cell)
+        if "id" in cell:
+            cell["id"] = uuid.uuid4().hex[:12]  # cell ids must stay unique in the notebook
+        nb.cells.insert(where, cell)
+        restored.append(grade_id)
+    return restored
