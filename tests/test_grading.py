@@ -3,10 +3,11 @@
 One run per lab (a module fixture): build and release (with the leak scan), collect a folder of
 zipped and unzipped submissions, autograde in sandboxes (two at a time), feedback, export. The
 submissions: the reference (full marks), the skeleton (zero), each known-wrong solution (less
-than full, the expected tests named) and hostile ones (nothing unearned, a clear reason, and the
-rest of the batch still graded). Many are graded with the QUICK scope (no slow tests, no notebook)
-and short limits to keep this file to a few minutes; the reference, the skeleton and the notebook
-attacks run everything.
+than full, the expected tests named), notebooks that attack their test cells, and — for the first
+lab only, since the sandbox is the same for every lab — hostile lab files (nothing unearned, a
+clear reason, and the rest of the batch still graded). Many are graded with the QUICK scope (no
+slow tests, no notebook) and short limits to keep this file short; the reference, the skeleton and
+the notebook attacks run everything.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from minfer.course.labs import LABS, REPO
 from minfer.course.runner import materialize_wrong_solution, wrong_solution_specs
 
 HOSTILE_LIMITS = Limits(wall_s=45, test_s=15, memory_mb=3072, output_mb=16)
+HOSTILE_LAB = next(iter(LABS))
 
 
 @dataclass
@@ -77,8 +79,8 @@ def pipeline(request, tmp_path_factory) -> Pipeline:
     nb_name = f"{grading.notebook}.ipynb"
     incoming = tmp / "incoming"
     incoming.mkdir()
-    cases = {f"q-{c.name}": c for c in hostile_cases(grading, course.root)}
-    cases |= {f"f-{c.name}": c for c in notebook_cases(grading, released)}
+    cases = {f"q-{c.name}": c for c in hostile_cases(grading, course.root)} if lab == HOSTILE_LAB else {}
+    cases |= {f"f-{c.name}": c for c in notebook_cases(grading, released)} if grading.notebook_source else {}
     for i, (student, case) in enumerate(cases.items()):
         _write_submission(incoming / student, case.files, {"name": nb_name, "nb": case.notebook or released}, i % 2 == 0)
     _write_submission(incoming / "f-reference", lab_files(grading, "reference"), {"name": nb_name, "nb": solved}, True)
@@ -177,6 +179,8 @@ def test_wrong_solutions_get_less_than_full_with_the_failing_tests_named(pipelin
     "writes-gradebook", "imports-the-answer", "copies-the-answer", "tampers-with-pytest", "edited-public-tests",
     "does-not-parse", "missing-file"])
 def test_hostile_submission(pipeline, name):
+    if pipeline.lab != HOSTILE_LAB:
+        pytest.skip(f"hostile lab files are graded for {HOSTILE_LAB} only: the sandbox is the same for every lab")
     student = f"q-{name}"
     case, r = pipeline.cases[student], pipeline.results[student]
     said = " ".join(r.problems) + (" ".join(t.message for c in r.cells for t in c.tests) if case.reason_in_messages else "")
@@ -264,3 +268,32 @@ def test_student_edition_wheel_has_no_answers(tmp_path):
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); {code}"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and str(tmp_path / "site") in out.stdout, out.stderr
+
+
+def test_without_namespaces_the_audit_hook_still_refuses_processes_and_network(tmp_path):
+    """What an unprivileged container gets (no unshare): the same refusals, from the audit hook alone."""
+    from dataclasses import replace
+
+    from minfer.course.grading import grade
+    from minfer.course.grading.submission import read_submission
+    from minfer.loader import store
+
+    grading = load_grading(sorted(LABS)[0])
+    attacks = {
+        "fork": ("import os, time\nfor _ in range(20):\n    if os.fork() == 0:\n        time.sleep(600)\n", "(os.fork)"),
+        "ctypes-fork": ("import ctypes\nctypes.CDLL(None).fork()\n", "(ctypes.dlopen)"),
+        "spawn": ("import subprocess\nsubprocess.run(['sleep', '600'])\n", "(subprocess.Popen)"),
+        "network": ("import socket\nsocket.socket().connect(('127.0.0.1', 9))\n", "network access"),
+    }
+    subs = []
+    for name, (code, _) in attacks.items():
+        for rel, text in {**lab_files(grading, "skeleton"), f"{grading.lab.folder}/{grading.files[0]}": code}.items():
+            (tmp_path / name / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / rel).write_text(text)
+        subs.append(read_submission(grading, tmp_path / name, name, ()))
+    (tmp_path / "work").mkdir()
+    run = grade.start(grading, None, tmp_path / "work", 2, store.store_root(), limits=HOSTILE_LIMITS, scope=QUICK)
+    run = replace(run, isolation=replace(run.isolation, namespaces=False))
+    for result in grade.grade_all(run, subs, jobs=2):
+        assert result.total == 0 and result.status == "graded", (result.student, result.problems)
+        assert any(attacks[result.student][1] in p for p in result.problems), (result.student, result.problems)

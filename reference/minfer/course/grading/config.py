@@ -2,7 +2,8 @@
 
 Everything derives from `course/labs.py` LABS and one small file per lab, `grader/labs/<lab>.toml`
 (the single source of truth for suite points; the notebook's own cells carry theirs). A lab
-without that file still grades: each test file becomes a part worth 10 points.
+without that file still grades: each test file becomes a part worth 10 points, with the default
+limits, and the course's model pulled before grading.
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def load_grading(name: str) -> LabGrading:
     lab = get_lab(name)
     path = config_path(lab)
     if not path.is_file():
-        return LabGrading(lab, _default_parts(lab))
+        return LabGrading(lab, _default_parts(lab), models=DEFAULT_MODELS)
     try:
         data = tomllib.loads(path.read_text())
         parts = tuple(Part(p["id"], p["title"], float(p["points"]), tuple(p["tests"])) for p in data["part"])
@@ -134,6 +135,9 @@ def load_grading(name: str) -> LabGrading:
 
 def all_gradings() -> list[LabGrading]:
     return [load_grading(name) for name in LABS]
+
+
+DEFAULT_MODELS = ("smollm2-135m",)  # the course's model: most labs' engine tests load it
 
 
 def _default_parts(lab: Lab) -> tuple[Part, ...]:

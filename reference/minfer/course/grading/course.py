@@ -36,6 +36,10 @@ from .submission import Submission, read_submission, repair_notebook
 Log = Callable[[str], None]
 
 
+def say(line: str) -> None:
+    print(line, flush=True)  # progress shows while a batch runs, also when redirected to a file
+
+
 @dataclass(frozen=True)
 class Course:
     root: Path
@@ -79,7 +83,7 @@ def open_course(root: Path) -> Course:
 SCOPE_ENV = "MINFER_GRADE_SCOPE"  # tells SandboxResults, in the nbgrader we run, which results to accept
 
 
-def nbgrader(course: Course, *args: str, check: bool = True, log: Log = print, scope: Scope = Scope()) -> int:
+def nbgrader(course: Course, *args: str, check: bool = True, log: Log = say, scope: Scope = Scope()) -> int:
     log(f"$ nbgrader {shlex.join(args)}    # in {course.root}")
     # nbgrader runs tools of its environment (alembic) by name: put that environment first on PATH
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -90,13 +94,13 @@ def nbgrader(course: Course, *args: str, check: bool = True, log: Log = print, s
     return code
 
 
-def build(course: Course, lab: str, log: Log = print) -> Path:
+def build(course: Course, lab: str, log: Log = say) -> Path:
     dest = build_source(load_grading(lab), course.source(lab))
     log(f"built {dest}")
     return dest
 
 
-def release(course: Course, lab: str, log: Log = print) -> Path:
+def release(course: Course, lab: str, log: Log = say) -> Path:
     if not course.source(lab).is_dir():
         raise ValueError(f"{course.source(lab)} does not exist: run `minfer grade build {lab}` first")
     nbgrader(course, "generate_assignment", lab, "--force", log=log)
@@ -109,7 +113,7 @@ def release(course: Course, lab: str, log: Log = print) -> Path:
     return out
 
 
-def collect_folder(course: Course, lab: str, folder: Path, log: Log = print) -> list[Collected]:
+def collect_folder(course: Course, lab: str, folder: Path, log: Log = say) -> list[Collected]:
     done, skipped = collect(load_grading(lab), folder, course.root / "submitted")
     for c in done:
         log(f"{c.student}: {len(c.found)} files" + (f"; missing {', '.join(c.missing)}" if c.missing else ""))
@@ -148,7 +152,7 @@ def _cached(course: Course, run: grade.GradingRun, sub: Submission) -> Submissio
 
 
 def autograde(course: Course, lab: str, jobs: int = 1, student: str | None = None, force: bool = False,
-              limits: Limits | None = None, scope: Scope = Scope(), log: Log = print) -> list[SubmissionResult]:
+              limits: Limits | None = None, scope: Scope = Scope(), log: Log = say) -> list[SubmissionResult]:
     """`student`: an id, or a pattern as nbgrader's --student takes it (`team-*`)."""
     grading = load_grading(lab)
     students = [s for s in course.students(lab) if student is None or fnmatchcase(s, student)]
@@ -196,7 +200,7 @@ def _check_gradebook(course: Course, lab: str, students: list[str], log: Log) ->
                 log(f"WARNING: {s} has no autograded {lab} in the gradebook: see nbgrader's log above")
 
 
-def feedback(course: Course, lab: str, log: Log = print) -> list[Path]:
+def feedback(course: Course, lab: str, log: Log = say) -> list[Path]:
     nbgrader(course, "generate_feedback", lab, "--force", log=log)
     folders = sorted((course.root / "feedback").glob(f"*/{lab}"))
     hidden = fingerprints().hidden_only()
@@ -209,7 +213,7 @@ def feedback(course: Course, lab: str, log: Log = print) -> list[Path]:
     return sorted(p for f in folders for p in f.rglob("*.html"))
 
 
-def export(course: Course, to: Path, log: Log = print) -> Path:
+def export(course: Course, to: Path, log: Log = say) -> Path:
     from nbgrader.api import Gradebook
 
     with Gradebook(course.db_url) as gb:

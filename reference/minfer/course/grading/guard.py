@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def isolate_imports(edition: Path) -> list[str]:
     """Put the edition first; return every other minfer package on the path (to be walled off)."""
     others = [str(Path(p, "minfer").resolve()) for p in sys.path
               if p and Path(p, "minfer").is_dir() and Path(p).resolve() != edition.resolve()]
-    sys.path[:] = [str(edition)] + [p for p in sys.path if p and str(Path(p, "minfer").resolve()) not in others]
+    sys.path[:] = [str(edition)] + [p for p in sys.path if p]  # site-packages may hold a minfer too: keep it
     # setuptools' editable installs resolve `minfer` through a finder on sys.meta_path
     sys.meta_path[:] = [f for f in sys.meta_path if "minfer" not in type(f).__module__.lower()]
     for name in [m for m in sys.modules if m == "minfer" or m.startswith("minfer.")]:
@@ -89,9 +90,11 @@ class Policy:
         self.sandbox = os.path.realpath(private.parent)
         self.protected = [os.path.realpath(p) for p in protected]  # the instructor's files, other sandboxes
         self.walls = [os.path.realpath(p) for p in walls]  # every minfer but the sandbox's, even in site-packages
-        # the Python environment stays readable even inside a protected folder (a .venv in the repository)
-        self.python = [os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, *sys.path} if p and os.path.isdir(p)
-                       and not any(_under(os.path.realpath(p), w) for w in self.walls)]
+        # the Python environment stays readable even inside a protected folder (a .venv in the
+        # repository), unless an entry would open up a whole protected folder (the repository on sys.path)
+        self.python = [real for real in map(os.path.realpath, {sys.prefix, sys.base_prefix, *filter(None, sys.path)})
+                       if os.path.isdir(real) and not any(_under(real, w) for w in self.walls)
+                       and not any(_under(p, real) for p in self.protected)]
         self.pid = os.readlink("/proc/self")  # as /proc numbers us: in a PID namespace getpid() says 1
 
     def __call__(self, event: str, args: tuple) -> None:
@@ -163,9 +166,14 @@ class Reporter:
 
     def pytest_collection_finish(self, session) -> None:
         self.emit({"collected": [item.nodeid for item in session.items]})
+        folders = {path.parent for path in self.sources if path.is_file()}
+        for folder in folders:  # the sandbox is read-only on disk (for a non-root owner)
+            folder.chmod(folder.stat().st_mode | stat.S_IWUSR)
         for path in self.sources:  # no student code has run yet; from here on it could read them
             if path.is_file():
                 path.unlink()
+        for folder in folders:
+            folder.chmod(folder.stat().st_mode & ~stat.S_IWUSR)
         sys.addaudithook(self.policy)
         self.policy = None  # the interpreter holds the only reference now
 

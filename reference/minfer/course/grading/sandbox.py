@@ -177,6 +177,7 @@ def _environment(box: SandboxDir, bundle: Bundle, isolation: Isolation) -> dict[
         "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(box.scratch / "mpl"),
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         "MINFER_HOME": isolation.model_store, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "NO_COLOR": "1",
+        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",  # oracles load local folders only
         **bundle.grading.env,
     }
 
