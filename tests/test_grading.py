@@ -110,6 +110,7 @@ def _ran(result: SubmissionResult) -> float:
     return sum(c.points for c in result.cells if c.tests)
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_release_holds_what_students_need_and_nothing_else(pipeline):
     grading = load_grading(pipeline.lab)
     release = pipeline.course.release(pipeline.lab)
@@ -121,6 +122,7 @@ def test_release_holds_what_students_need_and_nothing_else(pipeline):
     assert scan(release, fingerprints()) == []
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_leak_scan_fails_loudly_on_a_contaminated_release(pipeline, tmp_path):
     lab = LABS[pipeline.lab]
     bad = tmp_path / "release"
@@ -144,6 +146,7 @@ def test_leak_scan_fails_loudly_on_a_contaminated_release(pipeline, tmp_path):
     assert not course.release(pipeline.lab).exists()
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_reference_gets_full_marks(pipeline):
     r = pipeline.results["f-reference"]
     failed = [f"{t.nodeid}: {t.message}" for c in r.cells for t in c.tests if not t.passed]
@@ -153,6 +156,7 @@ def test_reference_gets_full_marks(pipeline):
     assert float(pipeline.grades["f-reference"]["raw_score"]) == pytest.approx(r.max_total, abs=0.01)  # the gradebook agrees
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_skeleton_gets_zero(pipeline):
     r = pipeline.results["f-skeleton"]
     assert r.status == "graded" and r.total == 0
@@ -160,6 +164,7 @@ def test_skeleton_gets_zero(pipeline):
     assert float(pipeline.grades["f-skeleton"]["raw_score"]) == pytest.approx(0, abs=0.01)
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_wrong_solutions_get_less_than_full_with_the_failing_tests_named(pipeline):
     assert pipeline.wrong, "each lab has known-wrong solutions in grader/wrong_solutions/"
     for student, spec in pipeline.wrong.items():
@@ -174,6 +179,7 @@ def test_wrong_solutions_get_less_than_full_with_the_failing_tests_named(pipelin
         assert float(pipeline.grades[student]["raw_score"]) == pytest.approx(r.total, abs=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [
     "infinite-loop", "exit-at-import", "memory-bomb", "fork-bomb", "output-flood", "network", "reads-hidden-tests",
     "writes-gradebook", "imports-the-answer", "copies-the-answer", "tampers-with-pytest", "edited-public-tests",
@@ -196,6 +202,7 @@ def test_hostile_submission(pipeline, name):
         assert not (submitted / LABS[pipeline.lab].folder / "tests").exists(), "collect takes only the graded files"
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_notebook_attacks_score_nothing(pipeline):
     grading = load_grading(pipeline.lab)
     if grading.notebook_source is None:
@@ -213,6 +220,7 @@ def test_notebook_attacks_score_nothing(pipeline):
             assert autograded and all(g.auto_score == 0 and not g.needs_manual_grade for g in autograded), student
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_feedback_names_tests_but_never_quotes_hidden_source(pipeline):
     hidden = fingerprints().hidden_only()
     for student in pipeline.results:
@@ -226,6 +234,7 @@ def test_feedback_names_tests_but_never_quotes_hidden_source(pipeline):
     assert hidden_tests and all(f"FAIL  {n}" in text for n in hidden_tests)
 
 
+@pytest.mark.slow  # the whole pipeline, real model included
 def test_the_batch_finishes_with_everyone_graded(pipeline):
     students = set(pipeline.course.students(pipeline.lab))
     assert students == set(pipeline.results) == set(pipeline.grades)
