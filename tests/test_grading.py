@@ -290,7 +290,7 @@ def test_without_namespaces_the_audit_hook_still_refuses_processes_and_network(t
     grading = load_grading(sorted(LABS)[0])
     attacks = {
         "fork": ("import os, time\nfor _ in range(20):\n    if os.fork() == 0:\n        time.sleep(600)\n", "(os.fork)"),
-        "ctypes-fork": ("import ctypes\nctypes.CDLL(None).fork()\n", "(ctypes.dlopen)"),
+        "ctypes-fork": ("import ctypes\nctypes.CDLL(None).fork()\n", "calling fork() through ctypes"),
         "spawn": ("import subprocess\nsubprocess.run(['sleep', '600'])\n", "(subprocess.Popen)"),
         "network": ("import socket\nsocket.socket().connect(('127.0.0.1', 9))\n", "network access"),
     }

@@ -11,8 +11,9 @@ Started by sandbox.py as `python -I -B <sandbox>/reference/minfer/course/grading
 3. runs pytest with a plugin that, once the tests are collected and before any student code runs,
    deletes the test sources from disk and installs an audit hook (which can never be removed)
    that refuses network access, new processes, writes outside the sandbox's scratch folder, reads
-   of the instructor's files, the gradebook database, and the usual tools for rewriting the
-   harness from inside (gc walks, trace functions, swapping a function's code);
+   of the instructor's files, the gradebook database, C functions called through ctypes that
+   would go around it, and the usual tools for rewriting the harness from inside (gc walks,
+   trace functions, swapping a function's code);
 4. streams one JSON line per finished test to a file opened before the hook, so the tests that
    finished still count if the process is killed later.
 
@@ -34,8 +35,12 @@ MB = 1 << 20
 DENIED_PREFIX = "grading sandbox:"  # the scorer recognizes refusals by this prefix
 PROCESS_EVENTS = ("os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "os.system",
                   "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill")
-INTROSPECTION_EVENTS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace",
-                        "sys.setprofile", "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle")
+INTROSPECTION_EVENTS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile")
+# C functions that would go around the hook; libraries may still load (torch opens libc itself)
+C_FUNCTIONS = frozenset(
+    "fork vfork clone clone3 execve execv execvp execvpe execl execlp execle fexecve system popen posix_spawn "
+    "posix_spawnp syscall socket connect bind sendto open open64 openat openat64 creat fopen fopen64 freopen "
+    "unlink unlinkat rename renameat renameat2 truncate ftruncate kill tgkill ptrace dlopen dlsym".split())
 PATH_WRITE_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
                      "os.truncate", "os.utime", "shutil.rmtree")
 PATH_COPY_EVENTS = ("shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.copytree", "shutil.move")
@@ -106,6 +111,8 @@ class Policy:
             self._deny("starting or signalling processes", event)
         elif event in INTROSPECTION_EVENTS or event.startswith("sqlite3."):
             self._deny("this call", event)
+        elif event in ("ctypes.dlsym", "ctypes.dlsym/handle") and str(args[1]).lstrip("_") in C_FUNCTIONS:
+            self._deny(f"calling {args[1]}() through ctypes", event)
         elif event == "object.__setattr__" and args[1] == "__code__":
             self._deny("replacing a function's code", event)
         elif event in PATH_WRITE_EVENTS or event in PATH_COPY_EVENTS:
