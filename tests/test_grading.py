@@ -306,3 +306,20 @@ def test_without_namespaces_the_audit_hook_still_refuses_processes_and_network(t
     for result in grade.grade_all(run, subs, jobs=2):
         assert result.total == 0 and result.status == "graded", (result.student, result.problems)
         assert any(attacks[result.student][1] in p for p in result.problems), (result.student, result.problems)
+
+
+def test_a_release_ships_another_labs_answers_only_when_configured(tmp_path):
+    """release_keeps: the default strips every lab; a kept lab ships as plain code (no markers) and
+    the release's leak scan then accepts it, while any other lab's answer is still a leak."""
+    from minfer.course.grading.edition import build_edition, unowned_solution_regions
+
+    if len(LABS) < 2:
+        pytest.skip("needs two labs")
+    first, second = list(LABS.values())[:2]
+    edition = build_edition(tmp_path / "ed", [first], keep=[second])
+    assert unowned_solution_regions(edition) == []
+    assert scan(tmp_path / "ed", fingerprints((second.name,))) == []
+    leaks = scan(tmp_path / "ed", fingerprints())
+    assert leaks and all(leak.kind == "solution code" for leak in leaks)
+    shipped = {Path(leak.path).with_suffix("").as_posix().replace("/", ".") for leak in leaks}
+    assert shipped <= set(second.modules.values())

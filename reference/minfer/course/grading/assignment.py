@@ -34,7 +34,7 @@ def build_source(grading: LabGrading, dest: Path) -> Path:
     try:
         _write_notebook(grading, tmp / f"{grading.notebook}.ipynb")
         _copy_lab(grading, tmp / grading.lab.folder)
-        wheel = _write_wheel(tmp)
+        wheel = _write_wheel(grading, tmp)
         template = (REPO / "grader" / "assignment_README.md").read_text()
         files = ", ".join(f"`{f}`" for f in grading.files)
         paths = ", ".join(f"`{grading.lab.folder}/{f}`" for f in grading.files)
@@ -95,9 +95,10 @@ def _copy_lab(grading: LabGrading, dest: Path) -> None:
         shutil.copytree(lab.path / public, dest / public, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def _write_wheel(dest: Path) -> Path:
+def _write_wheel(grading: LabGrading, dest: Path) -> Path:
+    keep = [LABS[name] for name in grading.release_keeps]
     with tempfile.TemporaryDirectory() as tmp:
-        edition = build_edition(Path(tmp), LABS.values())
+        edition = build_edition(Path(tmp), [lab for lab in LABS.values() if lab not in keep], keep)
         unowned = unowned_solution_regions(edition)
         if unowned:
             raise ValueError(f"solution regions that no lab in course/labs.py owns would ship: {unowned}")

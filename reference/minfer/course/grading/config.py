@@ -72,6 +72,9 @@ class LabGrading:
     models: tuple[str, ...] = ()  # builtin models to pull before grading (the sandbox has no network)
     select: str = ""  # pytest -m expression, e.g. "not gpu" on graders without a GPU
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the test process
+    # labs whose reference code this lab's release ships (their answers become visible): a course
+    # decision, for an earlier lab whose engine runs need a later lab's code; empty = strip every lab
+    release_keeps: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -129,8 +132,11 @@ def load_grading(name: str) -> LabGrading:
     ids = [p.id for p in parts]
     if len(set(ids)) != len(ids) or not all(i.isidentifier() for i in ids):
         raise ValueError(f"{path}: part ids must be distinct identifiers, got {ids}")
+    keeps = tuple(data.get("release_keeps", ()))
+    if unknown := [k for k in keeps if k not in LABS or k == name]:
+        raise ValueError(f"{path}: release_keeps names {unknown}, which are not other labs in course/labs.py")
     return LabGrading(lab, parts, limits, tuple(data.get("models", ())), data.get("select", ""),
-                      dict(data.get("env", {})))
+                      dict(data.get("env", {})), keeps)
 
 
 def all_gradings() -> list[LabGrading]:

@@ -16,22 +16,29 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..labs import REPO, Lab
-from ..skeletons import BEGIN, strip_solutions
+from ..skeletons import BEGIN, END, strip_solutions
 
 EDITION_TAG = "student"  # the wheel's local version label: minfer-0.1.0+student
 
 
-def build_edition(dest: Path, strip: Iterable[Lab]) -> Path:
-    """Write reference/minfer, with `strip`'s solution regions replaced, to dest/minfer."""
+def build_edition(dest: Path, strip: Iterable[Lab], keep: Iterable[Lab] = ()) -> Path:
+    """Write reference/minfer to dest/minfer with `strip`'s solution regions replaced, and `keep`'s
+    solutions kept as plain code (their markers dropped)."""
     src = REPO / "reference" / "minfer"
     out = dest / "minfer"
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-    for lab in strip:
+    for lab, stripped in [(lab, True) for lab in strip] + [(lab, False) for lab in keep]:
         for file, module in lab.modules.items():
             rel = Path(*module.split(".")[1:]).with_suffix(".py")
             target = out / rel
-            target.write_text(strip_solutions(target.read_text(), str(rel), f"{lab.folder}/{file}"))
+            text = target.read_text()
+            text = strip_solutions(text, str(rel), f"{lab.folder}/{file}") if stripped else _drop_markers(text)
+            target.write_text(text)
     return out
+
+
+def _drop_markers(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not (BEGIN.match(line) or END.match(line)))
 
 
 def unowned_solution_regions(edition: Path) -> list[str]:

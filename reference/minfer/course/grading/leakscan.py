@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..labs import LABS, REPO
+from ..labs import LABS, REPO, reference_file
 from .config import SUITES
 
 MIN_CHARS = 24  # a shorter line is too common to prove a leak
@@ -81,12 +81,14 @@ def _notebook_sources(text: str) -> list[str]:
     return out
 
 
-def fingerprints() -> Fingerprints:
+def fingerprints(released: tuple[str, ...] = ()) -> Fingerprints:
+    """`released`: labs whose solutions this release ships on purpose (config.release_keeps)."""
     solution, public, hidden, names = set(), set(), set(), set()
+    kept = {reference_file(m) for name in released for m in LABS[name].modules.values()}
     for path in (REPO / "reference" / "minfer").rglob("*.py"):
         inside, outside = _regions(path.read_text())
-        solution |= inside
-        public |= outside
+        solution |= set() if path in kept else inside
+        public |= outside | (inside if path in kept else set())
     for nb in (REPO / "notebooks").glob("*.ipynb"):
         for source in _notebook_sources(nb.read_text()):
             inside, outside = _regions(source)
