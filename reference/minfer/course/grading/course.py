@@ -175,7 +175,11 @@ def autograde(course: Course, lab: str, jobs: int = 1, student: str | None = Non
     nbgrader(course, "autograde", lab, "--force", *([f"--student={student}"] if student else []), check=False,
              log=log, scope=scope)
     _check_gradebook(course, lab, students, log)
-    return [SubmissionResult.load(course.result_path(lab, s)) for s in students]
+    results = [SubmissionResult.load(course.result_path(lab, s)) for s in students]
+    if broken := [r.student for r in results if r.status == "setup error"]:
+        log(f"WARNING: the grader failed, not the student, for {', '.join(broken)}: their scores are 0 until you fix "
+            "the cause (see each line above) and run autograde again")
+    return results
 
 
 def result_for(course: Course, lab: str, student: str) -> SubmissionResult:
