@@ -1,4 +1,4 @@
-"""Lab 2's fixtures (`--impl`: see ../conftest.py), and the CUDA simulator.
+"""Lab 2's fixtures (`--impl`), and the CUDA simulator.
 
     pytest labs/lab2_matmul/tests                      # your matmul_numba.py (default)
     pytest labs/lab2_matmul/tests --impl reference     # the reference solution
@@ -22,6 +22,17 @@ from minfer.hal.cudasim import numba_cuda
 
 numba_cuda(simulate=True)
 PTX = pytest.StashKey[subprocess.Popen]()
+
+
+def pytest_addoption(parser):
+    from minfer.course.labs import add_lab_options
+
+    add_lab_options(parser)
+
+
+@pytest.fixture(scope="session")
+def impl(request) -> str:
+    return request.config.getoption("--impl")
 
 
 @pytest.fixture(scope="session")

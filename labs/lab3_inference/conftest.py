@@ -1,4 +1,4 @@
-"""The implementation switch (`--impl`: see ../conftest.py) and shared fixtures for lab 3's tests.
+"""The implementation switch (`--impl`) and shared fixtures for lab 3's tests.
 
     pytest labs/lab3_inference/tests                      # your files in this folder (default)
     pytest labs/lab3_inference/tests --impl reference     # the reference solution
@@ -12,6 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
+
+
+def pytest_addoption(parser):
+    from minfer.course.labs import add_lab_options
+
+    add_lab_options(parser)
+
+
+@pytest.fixture(scope="session")
+def impl(request) -> str:
+    return request.config.getoption("--impl")
 
 
 @pytest.fixture(scope="session")

@@ -265,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto", help="the diagrams' engine run: auto (SmolLM2 if pulled, else a tiny "
                    "random Llama), a builtin name or a model folder")
     p.set_defaults(func=cmd_slides)
+
+    from .course.grading.cli import register as register_grade
+
+    register_grade(sub)  # `minfer grade ...`: the instructor's nbgrader workflow
     return parser
 
 

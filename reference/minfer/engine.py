@@ -88,7 +88,8 @@ class LLM:
         self.workspace = Workspace(self.allocator)
         self.max_model_len = min(max_model_len or self.config.max_position, self.config.max_position)
         self.kv = KVCache(self.config, self.device, self.dtype, self._num_blocks(kv_cache_mb, block_size), block_size,
-                          enable_prefix_cache, pool_cls=memory.block_pool.BlockPool)
+                          enable_prefix_cache, pool_cls=memory.block_pool.BlockPool,
+                          hash_fn=memory.block_pool.chain_hash)
         # ③ scheduler
         self.scheduler = Scheduler(self.kv, max_batch_tokens, max_running, chunked_prefill)
         # ⑤ output

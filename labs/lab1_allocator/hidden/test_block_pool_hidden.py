@@ -79,7 +79,7 @@ def test_prefix_cache_off_shares_nothing(lab):
 
 
 @pytest.mark.slow
-def test_engine_with_prefix_sharing_and_preemption(lab):
+def test_engine_with_prefix_sharing_and_preemption(lab, golden):
     """Many requests sharing a prefix on a KV cache too small for all: same tokens as the reference."""
     from minfer import LLM, SamplingParams
 
@@ -87,8 +87,8 @@ def test_engine_with_prefix_sharing_and_preemption(lab):
     prompts = [system + q for q in ["Why is the sea salty?", "What is a CPU?", "Name a prime.", "Who wrote Hamlet?"]]
     params = SamplingParams(temperature=0, max_tokens=20, ignore_eos=True)
     kw = dict(kv_cache_mb=6, block_size=16, max_batch_tokens=64)  # 8 blocks for 4 x 4 needed: preemption
+    expected = golden.tokens("prefix_sharing_preemption", prompts, params, **kw)  # the reference's tokens
     yours = LLM("smollm2-135m", labs={"lab1": lab}, **kw)
-    ref = LLM("smollm2-135m", **kw)
-    assert [o.token_ids for o in yours.generate(prompts, params)] == [o.token_ids for o in ref.generate(prompts, params)]
+    assert [o.token_ids for o in yours.generate(prompts, params)] == expected
     assert yours.scheduler.num_preemptions > 0
     assert yours.kv.pool.num_free == yours.kv.pool.num_blocks

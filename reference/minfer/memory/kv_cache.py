@@ -16,9 +16,10 @@ from .block_pool import BlockPool, chain_hash
 class KVCache:
     def __init__(
         self, cfg: ModelConfig, device: Device, dtype: torch.dtype, num_blocks: int, block_size: int,
-        enable_prefix_cache: bool = True, pool_cls: type = BlockPool,
+        enable_prefix_cache: bool = True, pool_cls: type = BlockPool, hash_fn=chain_hash,
     ) -> None:
         self.pool = pool_cls(num_blocks, block_size, enable_prefix_cache)
+        self.chain_hash = hash_fn  # from the same module as pool_cls: a lab's pool comes with its own hash
         self.block_size = block_size
         self.block_bytes = cfg.kv_bytes_per_token(dtype.itemsize) * block_size
         self.peak_blocks = 0  # most blocks referenced at once (cached-but-free ones not counted)
@@ -85,7 +86,7 @@ class KVCache:
         bs, ids = self.block_size, req.all_ids
         parent = None
         for i in range((len(ids) - 1) // bs):
-            h = chain_hash(parent, tuple(ids[i * bs:(i + 1) * bs]))
+            h = self.chain_hash(parent, tuple(ids[i * bs:(i + 1) * bs]))
             block_id = self.pool.lookup(h)
             if block_id is None:
                 break
@@ -100,7 +101,7 @@ class KVCache:
         while (len(req.block_hashes) + 1) * bs <= req.num_computed:
             i = len(req.block_hashes)
             parent = req.block_hashes[-1] if req.block_hashes else None
-            h = chain_hash(parent, tuple(ids[i * bs:(i + 1) * bs]))
+            h = self.chain_hash(parent, tuple(ids[i * bs:(i + 1) * bs]))
             self.pool.register(req.block_table[i], h)
             req.block_hashes.append(h)
 
