@@ -13,7 +13,7 @@ MODULES = [("loader", "① loader", "config, safetensors,\nGGUF, model store"),
            ("scheduler", "③ scheduler", "continuous batching,\nchunked prefill"),
            ("memory", "④ memory", "allocator, KV block\npool, tiers"),
            ("output", "⑤ output", "sampling, stop rules,\ndetokenizer")]
-SUPPORT = [("hal", "device layer"), ("kernels", "kernels (lab 2)"), ("diagnostics", "memory, timeline")]
+SUPPORT = [("hal", "device layer"), ("kernels", "matmul kernels"), ("diagnostics", "memory, timeline")]
 LAB_COLORS = {"lab1": "#d97706", "lab2": "#7c3aed", "lab3": "#059669"}
 
 
@@ -61,10 +61,15 @@ def draw(package: Path) -> Figure:
     ax.text(50, 43.5, f"engine.py · class LLM ({engine} lines) wires the five modules, in this order",
             ha="center", fontsize=12, weight="bold")
     for k, (folder, role) in enumerate(SUPPORT):
-        lines = sum(c for _, c in module_files(package, folder))
+        files = module_files(package, folder)
+        owned = [(name, owners[f"{folder}/{name}"]) for name, _ in files if f"{folder}/{name}" in owners]
         x = 4 + k * 32
         ax.add_patch(FancyBboxPatch((x, 2), 28, 4.4, boxstyle="round,pad=0.3", fc="#f3f3f3", ec="#999"))
-        ax.text(x + 14, 4.2, f"{folder}/ · {lines} lines · {role}", ha="center", va="center", fontsize=9.5, color="#444")
+        label = f"{folder}/ · {sum(c for _, c in files)} lines · {role}"
+        ax.text(x + 14, 4.2 + 0.9 * bool(owned), label, ha="center", va="center", fontsize=9.5, color="#444")
+        for name, lab in owned[:1]:
+            ax.text(x + 14, 3.0, f"{name} {lab}", ha="center", va="center", fontsize=9, weight="bold",
+                    color=LAB_COLORS.get(lab, "#444"))
     total = sum(count_lines(f) for f in package.rglob("*.py") if "course" not in f.parts and "server" not in f.parts)
     ax.text(99, 0.3, f"read from {package.name}/ at build time · engine {total} lines (course/ and server/ not counted) · "
             "coloured files: owned by a lab", ha="right", fontsize=8, color="#777")

@@ -14,12 +14,11 @@ from typing import Callable
 import torch
 
 from minfer.core import SamplingParams
+from minfer.course.tiny_model import write_tiny_llama
 from minfer.diagnostics.timeline import Timeline
 from minfer.engine import LLM
 from minfer.loader import store
 from minfer.loader.config import ModelConfig
-
-from .tiny_model import write_tiny_llama
 
 BLOCK_SIZE = 4  # tokens per KV block: small, so a short request already spans several blocks
 MAX_BATCH_TOKENS = 32  # the token budget per step: small, so the long prompt is chunked
@@ -75,7 +74,9 @@ def model_path(model: str, scratch: Path) -> tuple[str, Path]:
     try:
         return "smollm2-135m", store.resolve("smollm2-135m", pull_missing=False)
     except FileNotFoundError:
-        return "tiny random Llama (SmolLM2 not pulled)", write_tiny_llama(scratch / "tiny-llama")
+        # wider than the lab 2 default, so the pictures show grouped-query attention and two layers
+        tiny = write_tiny_llama(scratch / "tiny-llama", hidden=64, heads=4, kv_heads=2, intermediate=128, layers=2)
+        return "tiny random Llama (SmolLM2 not pulled)", tiny
 
 
 def _fit(ids: list[int], n: int) -> list[int]:
