@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, help="autograde: submissions graded in parallel")
     p.add_argument("--student", help="autograde: only this student")
     p.add_argument("--force", action="store_true", help="autograde: grade again even where a saved result still matches")
-    p.add_argument("--to", type=Path, default=Path("grades.csv"), help="export: the CSV file to write")
+    p.add_argument("--to", type=Path, default=None, help="export: the CSV file to write (default: COURSE_DIR/grades.csv)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +27,7 @@ def run(a: argparse.Namespace) -> int:
         return _leakscan(Path(a.lab or "."))
     course = c.open_course(a.course_dir)
     if a.action == "export":
-        print(c.export(course, a.to))
+        print(c.export(course, a.to or course.root / "grades.csv"))
         return 0
     labs = _labs(a)
     for lab in labs:
