@@ -89,7 +89,11 @@ def isolate_imports(edition: Path) -> list[str]:
 class Policy:
     """The audit hook. Paths are compared after resolving symlinks."""
 
-    def __init__(self, scratch: Path, private: Path, protected: list[str], walls: list[str]) -> None:
+    def __init__(self, scratch: Path, private: Path, protected: list[str], walls: list[str],
+                 guard_code: bool = True, arm_on: list[str] | None = None) -> None:
+        self.guard_code = guard_code  # the test process: test functions must keep their code
+        # a helper process sets its tools up freely (walls still hold) until submitted code first runs
+        self.arm_on = {os.path.realpath(f) for f in arm_on} if arm_on is not None else None
         self.scratch = os.path.realpath(scratch)  # the only writable folder (HOME, TMPDIR)
         self.private = os.path.realpath(private)  # the harness's own files: results, run spec
         self.sandbox = os.path.realpath(private.parent)
@@ -103,6 +107,10 @@ class Policy:
         self.pid = os.readlink("/proc/self")  # as /proc numbers us: in a PID namespace getpid() says 1
 
     def __call__(self, event: str, args: tuple) -> None:
+        if self.arm_on is not None:
+            if not self._arming(event, args):
+                return
+            self.arm_on = None
         if event == "open":
             self._open(args[0], args[1], args[2])
         elif event.startswith("socket."):
@@ -113,7 +121,7 @@ class Policy:
             self._deny("this call", event)
         elif event in ("ctypes.dlsym", "ctypes.dlsym/handle") and str(args[1]).lstrip("_") in C_FUNCTIONS:
             self._deny(f"calling {args[1]}() through ctypes", event)
-        elif event == "object.__setattr__" and args[1] == "__code__":
+        elif event == "object.__setattr__" and args[1] == "__code__" and self.guard_code:
             self._deny("replacing a function's code", event)
         elif event in PATH_WRITE_EVENTS or event in PATH_COPY_EVENTS:
             for i, path in enumerate(args[:2]):
@@ -123,6 +131,15 @@ class Policy:
             self._deny("creating links", event)
         elif event in PATH_READ_EVENTS and isinstance(args[0], (str, bytes, os.PathLike)):
             self._check(args[0], write=False, event=event)
+
+    def _arming(self, event: str, args: tuple) -> bool:
+        """Before submitted code runs: only the walls hold. True once it is compiled or executed."""
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            real = os.path.realpath(os.fsdecode(args[0]))
+            if any(_under(real, w) for w in self.walls):
+                self._deny("reading the instructor's files", f"open {real}")
+        filename = args[1] if event == "compile" else getattr(args[0], "co_filename", None) if event == "exec" else None
+        return isinstance(filename, str) and os.path.realpath(filename) in self.arm_on
 
     def _open(self, path: object, mode: object, flags: object) -> None:
         if not isinstance(path, (str, bytes, os.PathLike)):
@@ -214,6 +231,18 @@ def _message(report) -> str:
     if isinstance(report.longrepr, tuple):  # skips: (file, line, reason)
         return str(report.longrepr[-1])
     return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+
+
+def guard_child(spec_file: str) -> None:
+    """A Python process started in the sandbox (a lab's conftest may start one while pytest
+    configures, before any test) runs under the same policy once it runs a submitted file, and
+    never reads the test folders: the sandbox's sitecustomize calls this first thing."""
+    spec = json.loads(Path(spec_file).read_text())
+    walls = isolate_imports(Path(spec["sandbox"]) / "reference") + spec["test_folders"]
+    # no tests live in this process, and the libraries it imports from here on (asyncio's
+    # types.coroutine) set a function's code themselves
+    sys.addaudithook(Policy(Path(spec["scratch"]), Path(spec["results"]).parent, spec["protected"], walls,
+                            guard_code=False, arm_on=spec["student_files"]))
 
 
 def main(spec_file: str) -> None:

@@ -25,6 +25,13 @@ from .config import NOTEBOOK_SUITE, SUITES, Limits, Scope
 from .submission import Submission
 
 GUARD = Path("reference/minfer/course/grading/guard.py")  # inside the sandbox
+# Python processes started in the sandbox without -I load this first (PYTHONPATH=<sandbox>/_boot)
+CHILD_BOOT = """import importlib.util, os
+spec = importlib.util.spec_from_file_location("_minfer_sandbox_guard", os.environ["MINFER_SANDBOX_GUARD"])
+guard = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(guard)
+guard.guard_child(os.environ["MINFER_SANDBOX_SPEC"])
+"""
 UNSHARE = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
 MAX_RESULTS_BYTES = 16 << 20
 PREIMPORT = ["pytest", "numpy", "torch", "minfer"]
@@ -88,6 +95,8 @@ def instantiate(bundle: Bundle, submission: Submission, dest: Path) -> SandboxDi
         f"def test_{box.nonce}():\n    raise AssertionError('this test must fail')\n")
     for sub in ("tmp", "mpl"):
         (box.scratch / sub).mkdir(parents=True)
+    (dest / "_boot").mkdir()
+    (dest / "_boot" / "sitecustomize.py").write_text(CHILD_BOOT)
     box.private.mkdir()
     _read_only(dest, keep=[box.scratch, box.private])
     return box
@@ -124,6 +133,8 @@ def run(bundle: Bundle, box: SandboxDir, limits: Limits, isolation: Isolation, p
         "sandbox": str(box.root), "scratch": str(box.scratch), "results": str(box.private / "results.jsonl"),
         "limits": limits.__dict__, "protected": [str(p) for p in protected], "pytest_args": args,
         "preimport": PREIMPORT + (NOTEBOOK_PREIMPORT if bundle.notebook else []),
+        "test_folders": [str(lab_dir / s) for s in (*SUITES, NOTEBOOK_SUITE, "integrity")],
+        "student_files": [str(lab_dir / f) for f in bundle.grading.files],
         # the test sources leave the disk once collected, before any submitted code runs
         "delete_after_collection": [str(p) for s in suites + [lab_dir / NOTEBOOK_SUITE] for p in s.rglob("test_*.py")]
         + [str(p) for p in (lab_dir / "integrity").glob("*.py")],
@@ -173,6 +184,8 @@ def _environment(box: SandboxDir, bundle: Bundle, isolation: Isolation) -> dict[
     """Built from nothing: no proxies, tokens or paths of the instructor's leak through."""
     threads = str(isolation.threads)
     return {
+        "PYTHONPATH": str(box.root / "_boot"), "MINFER_SANDBOX_SPEC": str(box.private / "run.json"),
+        "MINFER_SANDBOX_GUARD": str(box.root / GUARD),
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(box.scratch), "TMPDIR": str(box.scratch / "tmp"),
         "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(box.scratch / "mpl"),
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
