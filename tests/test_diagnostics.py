@@ -123,3 +123,12 @@ def test_hardware_monitor_samples_cpu_and_memory():
     assert max(s.cpu_percent for s in hw.samples) > 20, "a busy matmul loop shows as CPU use"
     assert all(s.rss_bytes > 10 * 2**20 for s in hw.samples)
     assert "CPU" in hw.summary() and "resident" in hw.summary()
+
+
+def test_hardware_monitor_reports_a_workload_shorter_than_one_interval():
+    from minfer.diagnostics.hardware import HardwareMonitor
+
+    with HardwareMonitor(interval=60) as hw:
+        sum(i * i for i in range(200_000))
+    assert len(hw.samples) == 1, "the partial interval at the end is sampled"
+    assert hw.summary().startswith("hardware: CPU")

@@ -323,3 +323,45 @@ def test_a_release_ships_another_labs_answers_only_when_configured(tmp_path):
     assert leaks and all(leak.kind == "solution code" for leak in leaks)
     shipped = {Path(leak.path).with_suffix("").as_posix().replace("/", ".") for leak in leaks}
     assert shipped <= set(second.modules.values())
+
+
+def test_processes_a_conftest_starts_are_guarded_once_submitted_code_runs(tmp_path):
+    """Lab 2's conftest starts CUDA's compiler in a process of its own, on the student's file. Such
+    a process runs the sandbox's engine; it may set its tools up (here: start a process), never
+    reads the test folders, and is under the full policy from the moment submitted code runs."""
+    from minfer.course.grading import grade, sandbox
+    from minfer.course.grading.submission import read_submission
+    from minfer.loader import store
+
+    grading = load_grading(HOSTILE_LAB)
+    files = {**lab_files(grading, "skeleton"),
+             f"{grading.lab.folder}/{grading.files[0]}": "import subprocess\nsubprocess.run(['true'])\n"}
+    for rel, text in files.items():
+        (tmp_path / "sub" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sub" / rel).write_text(text)
+    (tmp_path / "work").mkdir()
+    run = grade.start(grading, None, tmp_path / "work", 1, store.store_root(), scope=QUICK)
+    box = sandbox.instantiate(run.bundle, read_submission(grading, tmp_path / "sub", "x", ()), tmp_path / "work" / "box")
+    sandbox.write_spec(run.bundle, box, run.limits, [*run.protected, run.work], QUICK)
+    lab_dir = box.root / grading.lab.folder
+    test_file = next((lab_dir / "hidden").glob("test_*.py"), None) or next((lab_dir / "tests").glob("test_*.py"))
+    program = (
+        "import subprocess\n"
+        "subprocess.run(['true'], check=True)\n"  # before submitted code: a tool may start a process
+        "try:\n"
+        f"    open({str(test_file)!r}).read()\n"
+        "except PermissionError:\n"
+        "    print('walled')\n"
+        "import minfer\n"
+        "print('engine', minfer.__file__)\n"
+        "from minfer.course.labs import load\n"
+        "try:\n"
+        f"    load({grading.name!r}, 'student')\n"
+        "except PermissionError as e:\n"
+        "    print('armed', e)\n")
+    out = subprocess.run([sys.executable, "-c", program], cwd=box.root, env=sandbox.environment(box, run.bundle, run.isolation),
+                         capture_output=True, text=True, timeout=300)
+    assert "walled" in out.stdout, out.stdout + out.stderr
+    assert f"engine {box.root / 'reference'}" in out.stdout, out.stdout + out.stderr
+    assert "armed grading sandbox: starting or signalling processes" in out.stdout, out.stdout + out.stderr
+    sandbox.remove(box)

@@ -69,8 +69,13 @@ class HardwareMonitor:
         start = last_wall = time.perf_counter()
         t = os.times()
         last_cpu = t.user + t.system
-        while not self._stop.wait(self.interval):
+        stopped = False
+        while not stopped:
+            stopped = self._stop.wait(self.interval)
             now, t = time.perf_counter(), os.times()
+            if stopped and self.samples and now - last_wall < self.interval / 10:
+                break  # a sliver after the last sample: too short to say anything about utilisation
+            # the last, partial interval is sampled too, so a workload shorter than one interval still reports
             cpu = t.user + t.system
             sample = Sample(now - start, 100 * (cpu - last_cpu) / max(now - last_wall, 1e-9), _rss_bytes())
             if handle is not None:
@@ -81,7 +86,7 @@ class HardwareMonitor:
 
     def summary(self) -> str:
         if not self.samples:
-            return "hardware: no samples (the workload ended before the first interval)"
+            return "hardware: no samples (the monitor was never started)"
         cpu = [s.cpu_percent for s in self.samples]
         line = (f"hardware: CPU {sum(cpu) / len(cpu):.0f}% mean, {max(cpu):.0f}% max of {100 * (os.cpu_count() or 1)}%; "
                 f"resident {max(s.rss_bytes for s in self.samples) / 2**20:.0f} MiB peak")

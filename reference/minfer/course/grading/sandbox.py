@@ -120,6 +120,32 @@ def remove(box: SandboxDir) -> None:
 
 def run(bundle: Bundle, box: SandboxDir, limits: Limits, isolation: Isolation, protected: list[Path],
         scope: Scope = Scope()) -> RawRun:
+    spec_file = write_spec(bundle, box, limits, protected, scope)
+    cmd = [sys.executable, "-I", "-B", str(box.root / GUARD), str(spec_file)]
+    if isolation.namespaces:
+        cmd = [*UNSHARE, *cmd]
+    start = time.monotonic()
+    # output goes through a pipe into a bounded tail: a flood costs the submission its time, not our disk
+    proc = subprocess.Popen(cmd, cwd=box.scratch, env=environment(box, bundle, isolation), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    tail = Tail()
+    reader = threading.Thread(target=tail.drain, args=(proc.stdout,), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.wall_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        _kill_group(proc.pid)
+        proc.wait()
+        reader.join(timeout=10)
+    return RawRun(_read_lines(box.private / "results.jsonl"), proc.returncode, timed_out,
+                  time.monotonic() - start, tail.text())
+
+
+def write_spec(bundle: Bundle, box: SandboxDir, limits: Limits, protected: list[Path], scope: Scope) -> Path:
+    """What guard.py needs, in the sandbox's private folder (where submitted code cannot read it)."""
     lab_dir = box.root / bundle.grading.lab.folder
     suites = [lab_dir / s for s in SUITES if (lab_dir / s).is_dir()]
     if bundle.notebook is not None and scope.notebook:
@@ -141,27 +167,7 @@ def run(bundle: Bundle, box: SandboxDir, limits: Limits, isolation: Isolation, p
     }
     spec_file = box.private / "run.json"
     spec_file.write_text(json.dumps(spec))
-    cmd = [sys.executable, "-I", "-B", str(box.root / GUARD), str(spec_file)]
-    if isolation.namespaces:
-        cmd = [*UNSHARE, *cmd]
-    start = time.monotonic()
-    # output goes through a pipe into a bounded tail: a flood costs the submission its time, not our disk
-    proc = subprocess.Popen(cmd, cwd=box.scratch, env=_environment(box, bundle, isolation), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    tail = Tail()
-    reader = threading.Thread(target=tail.drain, args=(proc.stdout,), daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=limits.wall_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        _kill_group(proc.pid)
-        proc.wait()
-        reader.join(timeout=10)
-    return RawRun(_read_lines(box.private / "results.jsonl"), proc.returncode, timed_out,
-                  time.monotonic() - start, tail.text())
+    return spec_file
 
 
 class Tail:
@@ -180,7 +186,7 @@ class Tail:
         return self.data.decode("utf-8", "replace")
 
 
-def _environment(box: SandboxDir, bundle: Bundle, isolation: Isolation) -> dict[str, str]:
+def environment(box: SandboxDir, bundle: Bundle, isolation: Isolation) -> dict[str, str]:
     """Built from nothing: no proxies, tokens or paths of the instructor's leak through."""
     threads = str(isolation.threads)
     return {
