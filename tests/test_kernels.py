@@ -49,16 +49,90 @@ def test_registry():
         get_matmul("numba-magic", cpu)
 
 
-def test_numba_is_imported_only_when_a_numba_kernel_is_chosen(tiny):
+def test_numba_cuda_is_imported_only_when_a_numba_matmul_is_chosen(tiny):
+    """The CPU decode kernel loads numba (not numba.cuda) after settling GPU-or-simulator, so lab 2's
+    simulator still works in the same process afterwards."""
     out = run_fresh(f"""
         import sys
         from minfer import LLM
-        LLM({tiny!r}, kv_cache_mb=1)
-        print("numba" in sys.modules)
-        LLM({tiny!r}, kv_cache_mb=1, matmul="numba-naive")
-        print("numba" in sys.modules)
+        llm = LLM({tiny!r}, kv_cache_mb=1)
+        print(llm.model.decode_kernel is not None, "numba.cuda" in sys.modules)
+        llm = LLM({tiny!r}, kv_cache_mb=1, matmul="numba-naive")
+        print("numba.cuda" in sys.modules)
+        from minfer.hal.cudasim import is_simulated, numba_cuda
+        print(is_simulated(numba_cuda(simulate=True)))
     """)
-    assert out.split() == ["False", "True"]
+    assert out.split() == ["True", "False", "True", "True"]
+
+
+def test_compiled_kernels_stay_off_when_the_environment_says_so(tiny):
+    out = run_fresh(f"""
+        import os, sys
+        os.environ["MINFER_COMPILED_KERNELS"] = "0"
+        from minfer import LLM
+        print(LLM({tiny!r}, kv_cache_mb=1).model.decode_kernel, "numba" in sys.modules)
+    """)
+    assert out.split() == ["None", "False"]
+
+
+def _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size):
+    """The teaching path for the same decodes: gather the blocks, attend with a padding bias."""
+    from minfer.graph.attention import attend, gather_kv, group_heads, ungroup_heads
+
+    kvh, n = k_cache.shape[0], blocks.shape[0]
+    kc, vc = gather_kv(k_cache, v_cache, blocks, block_size, lambda numel: torch.empty(numel))
+    real = torch.arange(blocks.shape[1] * block_size)[None, :] < lengths[:, None]
+    bias = torch.zeros(real.shape).masked_fill_(~real, float("-inf"))[:, None, :]
+    o = attend(group_heads(q[:, None], kvh), kc.view(kvh, n, -1, kc.shape[-1]), vc.view(kvh, n, -1, vc.shape[-1]), bias)
+    return ungroup_heads(o, 1)[:, 0]
+
+
+@pytest.mark.parametrize("heads,kv_heads,block_size", [(9, 3, 16), (4, 4, 4), (8, 1, 8)])
+def test_compiled_decode_kernel_matches_gather_and_attend(heads, kv_heads, block_size):
+    kernel = decode_kernel_or_skip()
+    g = torch.Generator().manual_seed(heads * 100 + block_size)
+    d, num_blocks = 64, 40
+    k_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g)
+    v_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g)
+    lengths = torch.tensor([1, block_size, block_size + 1, 5 * block_size - 3, 6 * block_size])
+    blocks = torch.randperm(num_blocks, generator=g)[:5 * 6].view(5, 6)  # scattered, as in a used pool
+    q = torch.randn(5, heads, d, generator=g) * 4  # large scores: the softmax must stay stable
+    out = torch.full_like(q, float("nan"))
+    kernel(q, k_cache, v_cache, blocks, lengths, block_size, out)
+    torch.testing.assert_close(out, _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size), atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_decode_kernel_reads_no_padding():
+    """Blocks past a context's length may be anything (a padded table repeats its first block)."""
+    kernel = decode_kernel_or_skip()
+    k_cache, v_cache = torch.randn(3, 8 * 4, 64), torch.randn(3, 8 * 4, 64)
+    q, lengths = torch.randn(1, 9, 64), torch.tensor([5])
+    first, second = torch.empty_like(q), torch.empty_like(q)
+    kernel(q, k_cache, v_cache, torch.tensor([[2, 3, 7]]), lengths, 4, first)
+    k_cache[:, 7 * 4:], v_cache[:, 7 * 4:] = float("nan"), float("nan")  # block 7 is unused
+    kernel(q, k_cache, v_cache, torch.tensor([[2, 3, 7]]), lengths, 4, second)
+    assert torch.equal(first, second)
+
+
+def test_engine_decodes_the_same_tokens_with_the_compiled_kernel_or_without(tiny):
+    kw = dict(kv_cache_mb=1, block_size=4, max_batch_tokens=16, max_running=4)
+    decode_kernel_or_skip()
+    prompts = [[(7 * i + j) % 256 for i in range(n)] for j, n in enumerate((3, 9, 17, 30))]
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    llm = LLM(tiny, **kw)
+    assert llm.model.decode_kernel is not None
+    with_kernel = [o.token_ids for o in llm.generate(prompts, params)]
+    llm.model.decode_kernel = None
+    assert [o.token_ids for o in llm.generate(prompts, params)] == with_kernel
+
+
+def decode_kernel_or_skip():
+    from minfer.kernels import decode_kernel
+
+    kernel = decode_kernel(get_device("cpu"), torch.float32)
+    if kernel is None:
+        pytest.skip("numba is not installed (pip install 'minfer[kernels]')")
+    return kernel
 
 
 @pytest.mark.parametrize("kind", ["naive", "tiled", "regblock"])

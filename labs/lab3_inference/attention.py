@@ -40,6 +40,7 @@ class DecodeGroup:
     start: int  # first row of the group: its B single-token decodes are consecutive rows
     blocks: torch.Tensor  # [B, NBmax] KV blocks of each context, padded with its own first block
     bias: torch.Tensor  # [B, 1, NBmax * block_size]: 0 where a key is real, -inf on padding
+    lengths: torch.Tensor  # [B] context lengths (the compiled decode kernel reads only these tokens)
 
 
 @dataclass
@@ -52,6 +53,9 @@ class AttnMeta:
     # prefill through PyTorch's fused SDPA kernel (fast, never materialises the scores); False
     # sends prefill through `attend` as well, as the lab switch does so a student's code runs everywhere
     fused_prefill: bool = True
+    # the compiled paged decode kernel (minfer.kernels.decode_kernel): reads the blocks in place
+    # instead of gathering them; None decodes through `gather_kv` and `attend`
+    decode_kernel: Callable[..., None] | None = None
 
 
 def paged_attention(
@@ -87,6 +91,9 @@ def paged_attention(
         out[rows] = ungroup_heads(o, seg.length)[0]
     for grp in meta.decode:
         rows = slice(grp.start, grp.start + grp.blocks.shape[0])
+        if meta.decode_kernel is not None:
+            meta.decode_kernel(q[rows], k_cache, v_cache, grp.blocks, grp.lengths, block_size, out[rows])
+            continue
         kc, vc = gather_kv(k_cache, v_cache, grp.blocks, block_size, meta.scratch)
         n = grp.blocks.shape[0]
         o = attend(group_heads(q[rows][:, None], kvh), kc.view(kvh, n, -1, kc.shape[-1]),

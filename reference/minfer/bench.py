@@ -6,6 +6,7 @@ numbers compared across runs. transformers is a test/bench dependency only (`pip
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -70,11 +71,24 @@ def _minfer_run(llm: LLM, prompt: list[int], n: int) -> tuple[float, float]:
     return first - start, time.perf_counter() - first
 
 
+@contextlib.contextmanager
+def _cold(llm: LLM):
+    """Prefix caching off: a repeated prompt would otherwise be served from the cache, and the time
+    to first token would measure a lookup instead of a prefill (transformers caches nothing)."""
+    pool = llm.kv.pool
+    was, pool.enable_prefix_cache = pool.enable_prefix_cache, False
+    try:
+        yield
+    finally:
+        pool.enable_prefix_cache = was
+
+
 def bench_decode(llm: LLM, hf, prompt: list[int], n: int, long_prompt: list[int]) -> list[Row]:
-    _minfer_run(llm, prompt, 4)  # warm-up
-    ttft = min(_minfer_run(llm, prompt, 1)[0] for _ in range(3))
-    decode = _minfer_run(llm, prompt, n)[1]
-    long_ttft = min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
+    with _cold(llm):
+        _minfer_run(llm, prompt, 4)  # warm-up
+        ttft = min(_minfer_run(llm, prompt, 1)[0] for _ in range(3))
+        decode = _minfer_run(llm, prompt, n)[1]
+        long_ttft = min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
     rows = [Row(f"batch-1 decode, tokens/s ({n} tokens)", (n - 1) / decode, None, True),
             Row(f"time to first token, s ({len(prompt)}-token prompt)", ttft, None, False),
             Row(f"time to first token, s ({len(long_prompt)}-token prompt)", long_ttft, None, False)]
@@ -101,7 +115,8 @@ class Switch:
 
 
 def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 512, requests: int = 8) -> list[Switch]:
-    """Prefix caching on a shared-prefix workload; PyTorch's fused prefill kernel on a long prompt."""
+    """Prefix caching on a shared-prefix workload; PyTorch's fused prefill kernel on a long prompt;
+    the compiled decode kernel on a batch of decodes over long contexts."""
     vocab = llm.config.vocab_size
     shared = min(shared, llm.max_model_len // 2)  # tiny test models have short context windows
 
@@ -118,14 +133,32 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
     def prefill(fused: bool) -> float:
         llm.model.fused_prefill = fused
         try:
-            return min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
+            with _cold(llm):
+                return min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
         finally:
             llm.model.fused_prefill = True
 
-    return [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
+    kernel = llm.model.decode_kernel
+    contexts = [_prompt(random.Random(seed + i), shared, vocab) for i in range(4 * requests)]
+
+    def decode_batch(compiled: bool) -> float:
+        # the contexts sit in the prefix cache (warmed below), so this times decoding, not prefill
+        llm.model.decode_kernel = kernel if compiled else None
+        try:
+            params = SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)
+            return _timed(lambda: llm.generate(contexts, params))
+        finally:
+            llm.model.decode_kernel = kernel
+
+    rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),
                    prefill(False), "s")]
+    if kernel is not None:  # float32 on a CPU with numba installed
+        llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
+        rows.append(Switch(f"compiled decode kernel: {len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),
+                           decode_batch(False), "s"))
+    return rows
 
 
 def print_switches(rows: list[Switch]) -> None:

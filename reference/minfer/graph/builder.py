@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import torch
 
 from ..hal import Device
-from ..kernels import torch_matmul
+from ..kernels import decode_kernel, torch_matmul
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
@@ -21,7 +21,8 @@ def build_model(
 
     Every linear layer (and the LM head) is one call of `matmul` (see minfer.kernels.get_matmul).
     `ops` (.layers, .attention) are the modules the forward pass calls: a student's (lab 3) replace
-    the reference ones, and then prefill runs through their `attend` too rather than PyTorch's SDPA.
+    the reference ones, and then their `gather_kv` and `attend` serve prefill and decode too, rather
+    than PyTorch's SDPA and the compiled decode kernel.
     """
     host: list[torch.Tensor] = []
 
@@ -47,4 +48,5 @@ def build_model(
     get = lambda i: None if i is None else placed[i]  # noqa: E731
     return Model(cfg, get(embed_t), [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers],
                  get(final_norm), get(lm_head_t), matmul, weight_bytes=pool.nbytes,
-                 ops=ops or reference_ops(), fused_prefill=ops is None)
+                 ops=ops or reference_ops(), fused_prefill=ops is None,
+                 decode_kernel=decode_kernel(device, dtype) if ops is None else None)

@@ -51,6 +51,8 @@ class Model:
     weight_bytes: int = 0  # size of the weight tier
     ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
+    # decode through a compiled paged-attention kernel (minfer.kernels.decode_kernel); None: ops.attention
+    decode_kernel: Callable[..., None] | None = None
     timeline: Timeline | None = None  # when set, every operator of every layer is timed
 
     def __post_init__(self) -> None:
@@ -85,7 +87,8 @@ class Model:
         cfg, mm, eps = self.cfg, self.matmul, self.cfg.rms_norm_eps
         L: ModuleType = self.ops.layers
         rms_norm, apply_rope, swiglu = L.rms_norm, L.apply_rope, L.swiglu
-        meta.fused_prefill = self.fused_prefill  # the model, not the batch, picks the prefill kernel
+        meta.fused_prefill = self.fused_prefill  # the model, not the batch, picks the attention kernels
+        meta.decode_kernel = self.decode_kernel
         t = ids.shape[0]
         b = {name: ws.take(shape, self.dtype) for name, shape in self.buffer_plan(t).items()}
         x, h, attn, proj = b["x"], b["h"], b["attn"], b["proj"]

@@ -36,10 +36,7 @@ def numba_cuda(simulate: bool | None = None) -> ModuleType:
     or None: the simulator unless a GPU is visible (or NUMBA_ENABLE_CUDASIM says otherwise).
 
     The choice is made once per process; asking for the other one later raises RuntimeError."""
-    if "numba" not in sys.modules:
-        if simulate is None:
-            simulate = os.environ[ENV] == "1" if ENV in os.environ else not _gpu_visible()
-        os.environ[ENV] = "1" if simulate else "0"
+    choose(simulate)
     cuda = importlib.import_module("numba.cuda")
     if simulate is not None and simulate != is_simulated(cuda):
         have, want = ("the CUDA simulator", "a GPU") if is_simulated(cuda) else ("a GPU", "the CUDA simulator")
@@ -47,6 +44,15 @@ def numba_cuda(simulate: bool | None = None) -> ModuleType:
             f"numba.cuda is already set up for {have} in this process but {want} is needed now; numba "
             f"chooses once, when it is first imported: run this in a fresh process (or set {ENV})")
     return cuda
+
+
+def choose(simulate: bool | None = None) -> None:
+    """Settle the choice `numba_cuda` describes before numba is first imported, for any reason (the
+    CPU kernels import numba without numba.cuda). Once numba is loaded this does nothing."""
+    if "numba" not in sys.modules:
+        if simulate is None:
+            simulate = os.environ[ENV] == "1" if ENV in os.environ else not _gpu_visible()
+        os.environ[ENV] = "1" if simulate else "0"
 
 
 def is_simulated(cuda: ModuleType) -> bool:

@@ -62,7 +62,8 @@ def prepare(batch: Batch, kv: KVCache, device: Device) -> ForwardInput:
         meta=AttnMeta(up(torch.tensor(slots, dtype=torch.long)), kv.block_size,
                       [PrefillSeg(s.start, s.length, None if s.ctx_blocks is None else up(s.ctx_blocks), s.ctx_len)
                        for s in prefill],
-                      [DecodeGroup(g.start, up(g.blocks), up(g.bias.to(kv.dtype))) for g in decode], kv.scratch),
+                      [DecodeGroup(g.start, up(g.blocks), up(g.bias.to(kv.dtype)), up(g.lengths)) for g in decode],
+                      kv.scratch),
         logit_rows=up(torch.tensor(logit_rows, dtype=torch.long)),
     )
 
@@ -90,7 +91,8 @@ def attention_segments(items: list[ScheduledReq], block_size: int) -> tuple[list
         nb = len(group[-1][1])
         # pad with the request's own first block: written (or zeroed) values, which the bias hides
         blocks = torch.tensor([b + b[:1] * (nb - len(b)) for _, b in group])
-        real = torch.arange(nb * block_size)[None, :] < torch.tensor([n for n, _ in group])[:, None]
+        lengths = torch.tensor([n for n, _ in group])
+        real = torch.arange(nb * block_size)[None, :] < lengths[:, None]
         bias = torch.zeros(real.shape).masked_fill_(~real, float("-inf"))[:, None, :]
-        decode.append(DecodeGroup(first, blocks, bias))
+        decode.append(DecodeGroup(first, blocks, bias, lengths))
     return prefill, decode
