@@ -5,11 +5,18 @@ The course directory is the folder holding this file: grader/ in the repository,
 in that folder reads it, whether `minfer grade` runs it or you do.
 """
 import os
+import warnings
+
+from sqlalchemy.exc import SAWarning
 
 from minfer.course.grading.nbgrader_plugin import autograde_preprocessors, exclude_overwriting
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 COURSE = os.path.dirname(os.path.abspath(__file__))
+
+# nbgrader 0.9's gradebook trips SQLAlchemy 2's autoflush warning three times per submission
+# (nbgrader/api.py, harmless): hundreds of lines that would bury the grading log
+warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
 
 c.CourseDirectory.course_id = "minfer"
 c.CourseDirectory.root = COURSE

@@ -53,6 +53,7 @@ class Model:
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
     # decode through a compiled paged-attention kernel (minfer.kernels.decode_kernel); None: ops.attention
     decode_kernel: Callable[..., None] | None = None
+    compile_s: float = 0.0  # seconds spent compiling (or loading from numba's cache) the decode kernel
     timeline: Timeline | None = None  # when set, every operator of every layer is timed
 
     def __post_init__(self) -> None:

@@ -82,3 +82,10 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
 
 def set_threads(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+def warm_up() -> None:
+    """Compile now (or load numba's cache), so that no request waits for the compiler."""
+    q, cache = torch.zeros(1, 2, 4), torch.zeros(1, 4, 4)
+    paged_decode(q, cache, cache, torch.zeros(1, 1, dtype=torch.long), torch.ones(1, dtype=torch.long), 4,
+                 torch.empty_like(q))
