@@ -115,19 +115,34 @@ def repair_notebook(folder: Path, notebook_name: str, released: Path) -> str | N
     try:
         if path.stat().st_size > MAX_NOTEBOOK_BYTES:
             raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        added_ids = _add_missing_cell_ids(raw)
+        nb = nbformat.reads(json.dumps(raw), as_version=4)
         nbformat.validate(nb)
     except Exception as e:  # noqa: BLE001 - any failure to read means nbgrader cannot grade it
         path.replace(folder / (notebook_name + UNREADABLE))
         shutil.copyfile(released, path)
         return f"unreadable notebook ({type(e).__name__}) replaced by the released one"
     restored = _restore_cells(nb, nbformat.read(released, as_version=4))
-    if not restored:
+    if not restored and not added_ids:
         return None
     tmp = path.with_name(f".{path.name}.repairing")
     nbformat.write(nb, tmp)
     tmp.replace(path)
-    return f"deleted cells put back from the release: {', '.join(restored)}"
+    done = [f"deleted cells put back from the release: {', '.join(restored)}"] if restored else []
+    return "; ".join(done + ([f"cell ids added where missing ({added_ids})"] if added_ids else []))
+
+
+def _add_missing_cell_ids(raw: object) -> int:
+    """nbformat 4.5 cells carry ids; a cell added by an older tool may not. nbformat fills them in
+    with a warning today and promises to refuse such notebooks later: give them ids ourselves."""
+    if not (isinstance(raw, dict) and raw.get("nbformat") == 4 and raw.get("nbformat_minor", 0) >= 5
+            and isinstance(raw.get("cells"), list)):
+        return 0
+    bare = [c for c in raw["cells"] if isinstance(c, dict) and "id" not in c]
+    for cell in bare:
+        cell["id"] = uuid.uuid4().hex[:12]
+    return len(bare)
 
 
 def _grade_id(cell) -> str | None:
