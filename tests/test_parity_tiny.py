@@ -5,21 +5,9 @@ import pytest
 import torch
 
 from minfer import LLM, SamplingParams
+from minfer.course.spy import record_logits
 
 KINDS = ["llama", "llama-untied", "qwen2", "qwen3"]
-
-
-def record_logits(llm: LLM) -> list[torch.Tensor]:
-    seen: list[torch.Tensor] = []
-    forward = llm.model.forward
-
-    def spy(*args, **kwargs):
-        out = forward(*args, **kwargs)
-        seen.append(out.clone())
-        return out
-
-    llm.model.forward = spy  # instance attribute shadows the method for this engine only
-    return seen
 
 
 def hf_logits(model, ids: list[int]) -> torch.Tensor:

@@ -88,19 +88,12 @@ def _check_logits(lab, path: Path, prompt: list[int], new_tokens: int, block_siz
                  max_batch_tokens: int = 512) -> None:
     """Run the engine on the lab's modules and compare every step's logits with transformers."""
     from minfer import LLM, SamplingParams
+    from minfer.course.spy import record_logits
 
     hf = hf_model(path)
     llm = LLM(str(path), kv_cache_mb=16, block_size=block_size, max_batch_tokens=max_batch_tokens, max_running=4,
               labs={"lab3": lab})
-    seen: list[torch.Tensor] = []
-    forward = llm.model.forward
-
-    def spy(*args, **kwargs):
-        out = forward(*args, **kwargs)
-        seen.append(out.clone())
-        return out
-
-    llm.model.forward = spy
+    seen = record_logits(llm)
     out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=new_tokens, ignore_eos=True))[0]
     sampled = [s for s in seen if s.shape[0] == 1]
     assert len(sampled) == new_tokens

@@ -21,16 +21,9 @@ def tiny(tmp_path_factory):
 
 def generate_with_logits(llm, prompt: list[int], n: int):
     from minfer import SamplingParams
+    from minfer.course.spy import record_logits
 
-    seen: list[torch.Tensor] = []
-    forward = llm.model.forward
-
-    def spy(*args, **kwargs):
-        out = forward(*args, **kwargs)
-        seen.append(out.clone())
-        return out
-
-    llm.model.forward = spy  # this engine only
+    seen = record_logits(llm)
     out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))[0]
     return out.token_ids, torch.cat(seen)
 
