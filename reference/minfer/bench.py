@@ -72,11 +72,11 @@ def _minfer_run(llm: LLM, prompt: list[int], n: int) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def _cold(llm: LLM):
-    """Prefix caching off: a repeated prompt would otherwise be served from the cache, and the time
-    to first token would measure a lookup instead of a prefill (transformers caches nothing)."""
+def _prefix_cache(llm: LLM, enabled: bool):
+    """Prefix caching on or off for the block. Off for times to first token: a repeated prompt would
+    otherwise be served from the cache, timing a lookup instead of a prefill (transformers caches nothing)."""
     pool = llm.kv.pool
-    was, pool.enable_prefix_cache = pool.enable_prefix_cache, False
+    was, pool.enable_prefix_cache = pool.enable_prefix_cache, enabled
     try:
         yield
     finally:
@@ -84,7 +84,7 @@ def _cold(llm: LLM):
 
 
 def bench_decode(llm: LLM, hf, prompt: list[int], n: int, long_prompt: list[int]) -> list[Row]:
-    with _cold(llm):
+    with _prefix_cache(llm, False):
         _minfer_run(llm, prompt, 4)  # warm-up
         ttft = min(_minfer_run(llm, prompt, 1)[0] for _ in range(3))
         decode = _minfer_run(llm, prompt, n)[1]
@@ -124,16 +124,13 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         rng = random.Random(seed * 2 + enabled)  # a fresh prefix each run: nothing cached from before
         common = _prompt(rng, shared, vocab)
         prompts = [common + _prompt(rng, 32, vocab) for _ in range(requests)]
-        llm.kv.pool.enable_prefix_cache = enabled
-        try:
+        with _prefix_cache(llm, enabled):
             return _timed(lambda: llm.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
-        finally:
-            llm.kv.pool.enable_prefix_cache = True
 
     def prefill(fused: bool) -> float:
         llm.model.fused_prefill = fused
         try:
-            with _cold(llm):
+            with _prefix_cache(llm, False):
                 return min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
         finally:
             llm.model.fused_prefill = True
