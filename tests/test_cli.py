@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from minfer import LLM, SamplingParams
 from minfer.cli import main
@@ -75,9 +76,10 @@ def expected_text(model: Path, prompt: str, max_tokens: int) -> str:
                         "--top-p", "--seed", "--stop", "--ignore-eos"]),
         (["chat"], ["--system", "--model", "--max-tokens", "--temperature"]),
         (["model"], ["pull", "list", "convert", "--force"]),
-        (["bench"], ["--model", "--device", "--decode-tokens", "--requests"]),
+        (["bench"], ["--model", "--device", "--decode-tokens", "--requests", "serve", "matmul"]),
+        (["bench", "matmul"], ["--impl", "--sizes", "--kernels", "--dtype"]),
     ],
-    ids=["minfer", "generate", "chat", "model", "bench"],
+    ids=["minfer", "generate", "chat", "model", "bench", "bench-matmul"],
 )
 def test_help(capsys, argv, mentions):
     code, out, err = run(argv + ["--help"], capsys)
@@ -85,6 +87,19 @@ def test_help(capsys, argv, mentions):
     assert out.startswith("usage: minfer")
     for word in mentions:
         assert word in out, f"`minfer {' '.join(argv)} --help` does not mention {word}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU case is tests/test_kernels.py's")
+def test_bench_matmul_without_a_gpu_says_why_it_measures_nothing(capsys):
+    code, out, err = run(["bench", "matmul", "--impl", "student"], capsys)
+    assert code == 0, err
+    assert "no CUDA GPU" in out and "simulator" in out
+
+
+def test_bench_matmul_rejects_an_unknown_kernel_naming_the_form(capsys):
+    code, out, err = run(["bench", "matmul", "--kernels", "tiled:16", "blocked:16x4"], capsys)
+    assert code == 2
+    assert "'blocked:16x4'" in err and "KIND[:TILE[xRB]]" in err
 
 
 def test_no_subcommand_is_a_usage_error(capsys):

@@ -204,6 +204,17 @@ def test_kernels_on_a_gpu_match_torch():
 
 
 @pytest.mark.gpu
+@needs_gpu
+def test_bench_matmul_on_a_gpu_checks_and_times_every_kernel():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-m", "minfer.cli", "bench", "matmul", "--sizes", "256", "1000"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["256"], ["1000"])]
+    assert len(rows) == 2 and all("WRONG" not in r and "launch" not in r for r in rows), proc.stdout
+
+
+@pytest.mark.gpu
 @pytest.mark.slow
 @needs_gpu
 def test_smollm2_through_numba_tiled_on_a_gpu():

@@ -31,27 +31,34 @@ class Row:
         return f"{r:.2f}x"
 
 
-def _hf_model(path, dtype: torch.dtype):
+def _hf_model(path, dtype: torch.dtype, device: str = "cpu"):
     try:
         import transformers
     except ImportError as e:
         raise RuntimeError("minfer bench compares against transformers: pip install 'minfer[test]'") from e
-    return transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).eval()
+    return transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device).eval()
 
 
 def _hf_generate(model, batch: list[list[int]], new_tokens: int) -> None:
     """Static batch, left-padded, exactly `new_tokens` new tokens for every row."""
     width = max(len(ids) for ids in batch)
-    ids = torch.tensor([[0] * (width - len(x)) + x for x in batch])
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch])
+    ids = torch.tensor([[0] * (width - len(x)) + x for x in batch], device=model.device)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=model.device)
     with torch.inference_mode():
         model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                        do_sample=False, eos_token_id=None, pad_token_id=0)
 
 
+def _sync() -> None:
+    if torch.cuda.is_initialized():  # a GPU's work is queued: wait for it, or the clock stops early
+        torch.cuda.synchronize()
+
+
 def _timed(fn) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -330,7 +337,7 @@ def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens:
 def run_bench(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
     llm = LLM(a.model, device=a.device, dtype=a.dtype)
-    hf = None if a.no_hf else _hf_model(llm.path, llm.dtype)
+    hf = None if a.no_hf else _hf_model(llm.path, llm.dtype, a.device)
     rng = random.Random(a.seed)
     rows: list[Row] = []
     long_prompt = _prompt(rng, min(a.long_prompt_tokens, llm.max_model_len - 1), llm.config.vocab_size)
@@ -338,7 +345,8 @@ def run_bench(a: argparse.Namespace) -> int:
         rows += bench_decode(llm, hf, _prompt(rng, a.prompt_tokens, llm.config.vocab_size), a.decode_tokens, long_prompt)
     if "serve" not in a.skip:
         rows += bench_serving(llm, hf, a.requests, a.seed)
-    print_table(rows, f"minfer bench: {a.model}, {a.dtype}, {torch.get_num_threads()} threads")
+    where = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print_table(rows, f"minfer bench: {a.model}, {a.dtype}, {where}")
     if "decode" not in a.skip and a.device == "cpu":
         print(bandwidth_line(llm, rows[0].minfer))
     if "switches" not in a.skip:

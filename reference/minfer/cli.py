@@ -174,6 +174,12 @@ def cmd_bench_serve(a: argparse.Namespace) -> int:
     return _server_module("loadbench").run_load_bench(a, lambda: _llm(a))
 
 
+def cmd_bench_matmul(a: argparse.Namespace) -> int:
+    from .course.matmul_bench import run
+
+    return run(a)
+
+
 def cmd_slides(a: argparse.Namespace) -> int:
     import time
     from pathlib import Path
@@ -239,7 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also profile a short workload: per-operator times, memory, CPU/GPU use; Chrome trace to OUT.json")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
-    q = p.add_subparsers(dest="bench_mode", metavar="{serve}").add_parser(
+    modes = p.add_subparsers(dest="bench_mode", metavar="{serve,matmul}")
+    q = modes.add_parser("matmul", help="lab 2's numba.cuda kernels against torch.matmul on a GPU: GFLOP/s and ratios")
+    from .course.matmul_bench import build_parser as matmul_bench_args
+
+    matmul_bench_args(q)
+    q.set_defaults(func=cmd_bench_matmul)
+    q = modes.add_parser(
         "serve", help="load the HTTP server: requests/s, time to first token, time between tokens")
     _engine_args(q)
     _kernel_args(q)
