@@ -61,7 +61,7 @@ def measure(llm, prompts, params) -> MemoryReport:
 
 
 def _parameters(model):
-    seen = {id(model.embed_t): model.embed_t, id(model.final_norm): model.final_norm, id(model.lm_head_t): model.lm_head_t}
+    seen = {id(model.embedding): model.embedding, id(model.final_norm): model.final_norm, id(model.lm_head): model.lm_head}
     for layer in model.layers:
         for t in vars(layer).values():
             if t is not None:

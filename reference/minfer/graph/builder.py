@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from ..hal import Device
-from ..kernels import decode_kernel, torch_matmul
+from ..kernels import decode_kernel, lm_head_matmul, torch_matmul
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
@@ -20,7 +20,8 @@ def build_model(
 ) -> Model:
     """Fuse q/k/v and gate/up, transpose once to [in, out], then pack everything into the weight tier.
 
-    Every linear layer (and the LM head) is one call of `matmul` (see minfer.kernels.get_matmul).
+    Every linear layer is one call of `matmul` (see minfer.kernels.get_matmul); the LM head is one
+    call of `lm_head_matmul`, which is `matmul` too unless torch has a faster form for it.
     `ops` (.layers, .attention) are the modules the forward pass calls: a student's (lab 3) replace
     the reference ones, and then their `gather_kv` and `attend` serve prefill and decode too, rather
     than PyTorch's SDPA and the compiled decode kernel.
@@ -42,14 +43,16 @@ def build_model(
         o_t=fuse_t(lt.o), gate_up_t=fuse_t(lt.gate, lt.up), down_t=fuse_t(lt.down),
         attn_norm=put(lt.attn_norm), mlp_norm=put(lt.mlp_norm), q_norm=put(lt.q_norm), k_norm=put(lt.k_norm),
     ) for lt in t.layers]
-    embed_t, final_norm = fuse_t(t.embed), put(t.final_norm)
-    lm_head_t = embed_t if t.lm_head is t.embed else fuse_t(t.lm_head)
+    # embedding and LM head keep the checkpoint's [vocab, hidden] layout: a token's row is contiguous,
+    # and it is the layout the head's product is fastest in (kernels.lm_head_matmul)
+    embed, final_norm = put(t.embed), put(t.final_norm)
+    lm_head = embed if t.lm_head is t.embed else put(t.lm_head)
     pool = WeightPool(device, dtype, [tuple(x.shape) for x in host])
     placed = [pool.place(i, x) for i, x in enumerate(host)]
     get = lambda i: None if i is None else placed[i]  # noqa: E731
     start = time.perf_counter()  # the compiler's time is part of what an optimisation costs: reported by the bench
     kernel = decode_kernel(device, dtype) if ops is None else None
-    return Model(cfg, get(embed_t), [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers],
-                 get(final_norm), get(lm_head_t), matmul, weight_bytes=pool.nbytes,
+    return Model(cfg, get(embed), [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers],
+                 get(final_norm), get(lm_head), matmul, lm_head_matmul(matmul, device, dtype), weight_bytes=pool.nbytes,
                  ops=ops or reference_ops(), fused_prefill=ops is None,
                  decode_kernel=kernel, compile_s=time.perf_counter() - start)

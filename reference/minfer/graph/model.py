@@ -43,11 +43,12 @@ class LayerWeights:
 @dataclass
 class Model:
     cfg: ModelConfig
-    embed_t: torch.Tensor  # [hidden, vocab]; rows are looked up as columns, logits are x @ embed_t
+    embedding: torch.Tensor  # [vocab, hidden]: a token's embedding is its row
     layers: list[LayerWeights]
     final_norm: torch.Tensor
-    lm_head_t: torch.Tensor  # [hidden, vocab]; the same tensor as embed_t when tied
+    lm_head: torch.Tensor  # [vocab, hidden]; the same tensor as embedding when tied
     matmul: Matmul
+    lm_head_matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, lm_head) -> logits
     weight_bytes: int = 0  # size of the weight tier
     ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
@@ -57,14 +58,14 @@ class Model:
     timeline: Timeline | None = None  # when set, every operator of every layer is timed
 
     def __post_init__(self) -> None:
-        self.inv_freq = self.ops.layers.rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta).to(self.embed_t.device)
+        self.inv_freq = self.ops.layers.rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta).to(self.embedding.device)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embed_t.dtype
+        return self.embedding.dtype
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embed_t.index_select(1, ids).t()
+        return self.embedding.index_select(0, ids)
 
     def buffer_plan(self, t: int) -> dict[str, tuple[int, ...]]:
         """The step's buffers for `t` tokens; each is reused by every layer."""
@@ -122,4 +123,4 @@ class Model:
                 x += mm(swiglu(mm(h, w.gate_up_t, b["gate_up"]), out=b["act"]), w.down_t, proj)
         with span("lm_head"):
             last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
-            return mm(last, self.lm_head_t).float()
+            return self.lm_head_matmul(last, self.lm_head).float()
