@@ -205,6 +205,29 @@ def test_kernels_on_a_gpu_match_torch():
 
 @pytest.mark.gpu
 @needs_gpu
+def test_tiny_llama_through_each_kernel_on_a_gpu_matches_torch(tmp_path):
+    """Every linear layer and the LM head (a strided [hidden, vocab] view of the [vocab, hidden] table)."""
+    print(run_fresh(f"""
+        import torch
+        from minfer import LLM, SamplingParams
+        from minfer.course.spy import record_logits
+        from minfer.course.tiny_model import write_tiny_llama
+        tiny = str(write_tiny_llama({str(tmp_path)!r}, hidden=64, heads=4, kv_heads=2, intermediate=96, layers=2))
+        p = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+        runs = {{}}
+        for m in ("torch", "numba-naive", "numba-tiled", "numba-regblock"):
+            llm = LLM(tiny, device="cuda", matmul=m)
+            seen = record_logits(llm)
+            runs[m] = (llm.generate([list(range(5, 40))], p)[0].token_ids, torch.cat(seen).cpu())
+        for m, (ids, logits) in runs.items():
+            assert ids == runs["torch"][0], m
+            torch.testing.assert_close(logits, runs["torch"][1], atol=1e-4, rtol=1e-4)
+        print("ok")
+    """))
+
+
+@pytest.mark.gpu
+@needs_gpu
 def test_bench_matmul_on_a_gpu_checks_and_times_every_kernel():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     proc = subprocess.run([sys.executable, "-m", "minfer.cli", "bench", "matmul", "--sizes", "256", "1000"],
