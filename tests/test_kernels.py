@@ -48,6 +48,23 @@ def test_registry():
         get_matmul("numba-magic", cpu)
 
 
+@pytest.mark.parametrize("rows", [0, 1, 2, 5, 64, 65, 200])
+def test_torch_matmul_takes_out_in_weights_at_every_batch_size(rows):
+    """Swapped up to SWAP_MAX_ROWS rows (one row padded to two), x @ w.T beyond: the same product."""
+    g = torch.Generator().manual_seed(rows)
+    w = torch.randn(48, 40, generator=g)  # [out, in]
+    assert torch_matmul.layout == "out_in"
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        x = torch.randn(rows, 40, generator=g).to(dtype)
+        want = x.double() @ w.to(dtype).double().t()
+        got = torch_matmul(x, w.to(dtype))
+        assert got.shape == (rows, 48) and got.is_contiguous()
+        torch.testing.assert_close(got.double(), want, atol=tol * 10, rtol=tol)
+        out = torch.full((rows, 48), float("nan"), dtype=dtype)
+        assert torch_matmul(x, w.to(dtype), out) is out
+        torch.testing.assert_close(out, got, atol=0, rtol=0)
+
+
 def test_numba_cuda_is_imported_only_when_a_numba_matmul_is_chosen(tiny):
     """The CPU decode kernel loads numba (not numba.cuda) after settling GPU-or-simulator, so lab 2's
     simulator still works in the same process afterwards."""

@@ -1,4 +1,4 @@
-"""The decoder as an execution plan: fused, pre-transposed weights and one forward over a flat batch.
+"""The decoder as an execution plan: fused weights laid out for the matmul kernel, and one forward over a flat batch.
 
 All requests' new tokens are concatenated into one [T, hidden] matrix, so every projection is one
 matrix product for the whole batch; only attention needs to know where one request ends.
@@ -18,7 +18,8 @@ from ..memory.workspace import Workspace
 from . import attention, layers
 from .attention import AttnMeta
 
-# (x [T, in], w_t [in, out], out [T, out] | None) -> x @ w_t, written into `out` when given
+# (x [T, in], w, out [T, out] | None) -> x @ W^T, written into `out` when given; w is stored as the
+# kernel's `layout` attribute says: [out, in] (torch) or [in, out] (lab 2's kernels)
 Matmul = Callable[..., torch.Tensor]
 
 
@@ -29,11 +30,12 @@ def reference_ops() -> SimpleNamespace:
 
 @dataclass
 class LayerWeights:
-    qkv_t: torch.Tensor  # [hidden, q + 2 kv]: q, k and v projections fused into one product
+    # projections as [out, in] (or [in, out]: see Matmul)
+    qkv: torch.Tensor  # [q + 2 kv, hidden]: q, k and v projections fused into one product
     qkv_bias: torch.Tensor | None
-    o_t: torch.Tensor  # [q, hidden]
-    gate_up_t: torch.Tensor  # [hidden, 2 * intermediate]: gate and up fused
-    down_t: torch.Tensor  # [intermediate, hidden]
+    o: torch.Tensor  # [hidden, q]
+    gate_up: torch.Tensor  # [2 * intermediate, hidden]: gate and up fused
+    down: torch.Tensor  # [hidden, intermediate]
     attn_norm: torch.Tensor
     mlp_norm: torch.Tensor
     q_norm: torch.Tensor | None
@@ -102,7 +104,7 @@ class Model:
             with span("attn_norm"):
                 rms_norm(x, w.attn_norm, eps, out=h)
             with span("qkv_proj"):
-                qkv = mm(h, w.qkv_t, b["qkv"])
+                qkv = mm(h, w.qkv, b["qkv"])
                 if w.qkv_bias is not None:
                     qkv += w.qkv_bias
             q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
@@ -116,11 +118,11 @@ class Model:
             with span("attention"):
                 self.ops.attention.paged_attention(q, k, v, k_cache, v_cache, meta, out=attn)
             with span("o_proj"):
-                x += mm(attn.view(t, cfg.q_size), w.o_t, proj)
+                x += mm(attn.view(t, cfg.q_size), w.o, proj)
             with span("mlp_norm"):
                 rms_norm(x, w.mlp_norm, eps, out=h)
             with span("mlp"):
-                x += mm(swiglu(mm(h, w.gate_up_t, b["gate_up"]), out=b["act"]), w.down_t, proj)
+                x += mm(swiglu(mm(h, w.gate_up, b["gate_up"]), out=b["act"]), w.down, proj)
         with span("lm_head"):
             last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
             return self.lm_head_matmul(last, self.lm_head).float()

@@ -23,34 +23,36 @@ from ..hal import Device
 MATMULS = ("torch", "numba-naive", "numba-tiled", "numba-regblock")
 
 
-def torch_matmul(x: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    # x @ W^T with W^T stored contiguous: on CPU this streams weights faster than F.linear
-    return torch.matmul(x, w_t, out=out)
+# Up to this many rows, float32 products on a CPU run swapped (see torch_matmul); measured on
+# SmolLM2's four projection shapes, 30 layers streamed from memory: the swapped form takes 16 ms
+# for one row against 28 ms for x @ W^T stored [in, out], 64 ms against 77 ms for 32 rows, and
+# loses from about 100 rows on (512 rows: 696 ms against 654 ms for x @ W.T).
+SWAP_MAX_ROWS = 64
 
 
-def lm_head_matmul(matmul: Callable[..., torch.Tensor], device: Device, dtype: torch.dtype
-                   ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The `(x [M, hidden], head [vocab, hidden]) -> logits [M, vocab]` product of the LM head.
+def torch_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, in] @ w.T for a weight w [out, in], the layout checkpoints (and nn.Linear) store.
 
-    The head stays in the checkpoint's [vocab, hidden] layout (it is the embedding table when tied),
-    because MKL multiplies it fastest that way round. In float32, `head @ x.T` beats `x @ head_t`
-    2-4x for 2-16 rows (the wide [hidden, vocab] GEMM is slow for few rows), and even one row is
-    quicker padded to two: on SmolLM2's 49,152-word head, 4.2 ms for one or two rows against 5.7 ms
-    (GEMV, one row) and 10.7 ms (two rows) as `x @ head_t`. In bfloat16 `x @ head.T` is the fast
-    form (3.4 vs 5.0 ms for one row). Elsewhere (GPUs, lab 2's kernels) the product is plain."""
-    if matmul is not torch_matmul:
-        return lambda x, head: matmul(x, head.t())  # a strided view: the kernels index any layout
-    if device.torch_device.type == "cpu" and dtype == torch.float32:
-        def swapped(x: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-            rows = x if x.shape[0] > 1 else torch.cat([x, x])
-            return torch.mm(head, rows.t()).t()[: x.shape[0]].contiguous()
+    On a CPU in float32 with at most SWAP_MAX_ROWS rows (decode steps), MKL is asked for
+    (w @ x.T).T instead: for few rows its GEMV and small GEMMs stream a weight at about half the
+    speed of this form, which reaches the machine's copy bandwidth. One row is padded to two, since
+    MKL's one-column product is the slow kind again. Prefill-sized products use x @ w.T."""
+    m = x.shape[0]
+    if m <= SWAP_MAX_ROWS and x.dtype == torch.float32 and x.device.type == "cpu":
+        rows = x if m > 1 else torch.cat([x, x])
+        y = torch.mm(w, rows.t()).t()[:m]
+        return y.contiguous() if out is None else out.copy_(y)
+    return torch.matmul(x, w.t(), out=out)
 
-        return swapped
-    return lambda x, head: torch.matmul(x, head.t())
+
+# which layout each kernel wants its weights in: torch the checkpoint's [out, in]; lab 2's numba
+# kernels [in, out], so that neighbouring threads read neighbouring columns (coalesced)
+torch_matmul.layout = "out_in"  # type: ignore[attr-defined]
 
 
 def get_matmul(name: str, device: Device, kernels: ModuleType | None = None):
-    """The `(x, w_t, out=None) -> x @ w_t` callable called `name` (one of MATMULS), running on `device`."""
+    """The `(x, w, out=None) -> x @ W^T` callable called `name` (one of MATMULS), running on `device`;
+    its `layout` attribute says how it wants W stored: "out_in" ([out, in]) or "in_out" ([in, out])."""
     if name not in MATMULS:
         raise ValueError(f"matmul={name!r} is not a kernel; choose one of {', '.join(MATMULS)}")
     if name == "torch":
@@ -63,7 +65,9 @@ def get_matmul(name: str, device: Device, kernels: ModuleType | None = None):
         from . import matmul_numba as kernels
     # a simulated thread costs ~0.1-1 ms: 4 x 4 blocks keep a tiny model's step to about a thousand
     tile, rb = (16, 4) if on_gpu else (4, 2)
-    return functools.partial(kernels.matmul, kind=name.removeprefix("numba-"), tile=tile, rb=rb, device=device)
+    mm = functools.partial(kernels.matmul, kind=name.removeprefix("numba-"), tile=tile, rb=rb, device=device)
+    mm.layout = "in_out"  # type: ignore[attr-defined]
+    return mm
 
 
 # MINFER_COMPILED_KERNELS=0 keeps numba's compiler out of a process: the grading sandbox sets it,
