@@ -36,7 +36,9 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = No
     On a CPU in float32 with at most SWAP_MAX_ROWS rows (decode steps), MKL is asked for
     (w @ x.T).T instead: for few rows its GEMV and small GEMMs stream a weight at about half the
     speed of this form, which reaches the machine's copy bandwidth. One row is padded to two, since
-    MKL's one-column product is the slow kind again. Prefill-sized products use x @ w.T."""
+    MKL's one-column product is the slow kind again. Prefill-sized products use x @ w.T.
+    The swapped product lands in a temporary [out, M] (at most 64 columns: under 1 MB for
+    SmolLM2) that is copied into `out`, so the step's buffers still come from the workspace."""
     m = x.shape[0]
     if m <= SWAP_MAX_ROWS and x.dtype == torch.float32 and x.device.type == "cpu":
         rows = x if m > 1 else torch.cat([x, x])
