@@ -61,11 +61,12 @@ def measure(llm, prompts, params) -> MemoryReport:
 
 
 def _parameters(model):
-    seen = {id(model.embedding): model.embedding, id(model.final_norm): model.final_norm, id(model.lm_head): model.lm_head}
+    # keyed by storage address: a tied head (or its transposed view) is the embedding's memory
+    seen = {t.data_ptr(): t for t in (model.embedding, model.final_norm, model.lm_head)}
     for layer in model.layers:
         for t in vars(layer).values():
             if t is not None:
-                seen[id(t)] = t
+                seen[t.data_ptr()] = t
     return seen.values()
 
 

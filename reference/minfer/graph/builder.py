@@ -50,14 +50,14 @@ def build_model(
         attn_norm=put(lt.attn_norm), mlp_norm=put(lt.mlp_norm), q_norm=put(lt.q_norm), k_norm=put(lt.k_norm),
     ) for lt in t.layers]
     embed, final_norm = put(t.embed), put(t.final_norm)
-    lm_head = embed if t.lm_head is t.embed else put(t.lm_head)  # [vocab, hidden] = [out, in]
+    lm_head = embed if t.lm_head is t.embed else put(t.lm_head)
     pool = WeightPool(device, dtype, [tuple(x.shape) for x in host])
     placed = [pool.place(i, x) for i, x in enumerate(host)]
     get = lambda i: None if i is None else placed[i]  # noqa: E731
     start = time.perf_counter()  # the compiler's time is part of what an optimisation costs: reported by the bench
     kernel = decode_kernel(device, dtype) if ops is None else None
+    head = get(lm_head)  # [vocab, hidden] = [out, in]; a kernel wanting [in, out] reads it transposed, uncopied
     return Model(cfg, get(embed), [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers],
-                 get(final_norm), get(lm_head), matmul,
-                 matmul if out_in else lambda x, head: matmul(x, head.t()), weight_bytes=pool.nbytes,
+                 get(final_norm), head if out_in else head.t(), matmul, weight_bytes=pool.nbytes,
                  ops=ops or reference_ops(), fused_prefill=ops is None,
                  decode_kernel=kernel, compile_s=time.perf_counter() - start)

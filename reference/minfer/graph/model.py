@@ -48,9 +48,8 @@ class Model:
     embedding: torch.Tensor  # [vocab, hidden]: a token's embedding is its row
     layers: list[LayerWeights]
     final_norm: torch.Tensor
-    lm_head: torch.Tensor  # [vocab, hidden]; the same tensor as embedding when tied
+    lm_head: torch.Tensor  # like every weight, in the matmul's layout; the embedding's memory when tied
     matmul: Matmul
-    lm_head_matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, lm_head) -> logits
     weight_bytes: int = 0  # size of the weight tier
     ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
@@ -125,4 +124,4 @@ class Model:
                 x += mm(swiglu(mm(h, w.gate_up, b["gate_up"]), out=b["act"]), w.down, proj)
         with span("lm_head"):
             last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
-            return self.lm_head_matmul(last, self.lm_head).float()
+            return mm(last, self.lm_head).float()
