@@ -14,7 +14,7 @@ import torch
 from minfer import LLM, SamplingParams
 from minfer.course.spy import record_logits
 from minfer.hal import get_device
-from minfer.kernels import MATMULS, get_matmul, torch_matmul
+from minfer.kernels import MATMULS, Prepacked, can_prepack, get_matmul, prepack, torch_matmul
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -63,6 +63,34 @@ def test_torch_matmul_takes_out_in_weights_at_every_batch_size(rows):
         out = torch.full((rows, 48), float("nan"), dtype=dtype)
         assert torch_matmul(x, w.to(dtype), out) is out
         torch.testing.assert_close(out, got, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 17, 200])
+def test_prepacked_weights_give_the_plain_product(rows):
+    """oneDNN's packed weight (and, for 1-2 float32 rows, the plain copy beside it) computes x @ w.T."""
+    if not can_prepack(get_device("cpu"), torch.float32):
+        pytest.skip("this PyTorch has no oneDNN")
+    g = torch.Generator().manual_seed(rows)
+    w = torch.randn(48, 40, generator=g)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        x = torch.randn(rows, 40, generator=g).to(dtype)
+        want = x.double() @ w.to(dtype).double().t()
+        plain = w.to(dtype) if dtype == torch.float32 else None
+        for weight in (Prepacked(prepack(w.to(dtype)), plain), Prepacked(prepack(w.to(dtype)))):
+            out = torch.full((rows, 48), float("nan"), dtype=dtype)
+            assert torch_matmul(x, weight, out) is out
+            torch.testing.assert_close(out.double(), want, atol=tol * 10, rtol=tol)
+
+
+def test_engine_with_and_without_prepacked_weights_agree(tiny):
+    """The switch changes how products run, never what they compute: same greedy tokens, close logits."""
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    prompts = [[5, 9, 13, 2], list(range(3, 40))]
+    packed, plain = LLM(tiny, kv_cache_mb=1), LLM(tiny, kv_cache_mb=1, prepack_weights=False)
+    assert isinstance(packed.model.layers[0].gate_up, Prepacked) and isinstance(packed.model.lm_head, Prepacked)
+    assert isinstance(plain.model.layers[0].gate_up, torch.Tensor)
+    assert [o.token_ids for o in packed.generate(prompts, params)] == [o.token_ids for o in plain.generate(prompts, params)]
+    torch.testing.assert_close(packed.score(prompts[1]), plain.score(prompts[1]), atol=1e-4, rtol=1e-4)
 
 
 def test_numba_cuda_is_imported_only_when_a_numba_matmul_is_chosen(tiny):

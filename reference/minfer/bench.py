@@ -15,6 +15,7 @@ import torch
 
 from .core import SamplingParams
 from .engine import LLM
+from .kernels import Prepacked
 
 
 @dataclass
@@ -154,10 +155,23 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         finally:
             llm.model.decode_kernel = kernel
 
+    def mixed(engine: LLM) -> float:  # prompts and decodes of a small batch: every product size
+        rng = random.Random(seed)
+        prompts = [_prompt(rng, rng.randint(16, shared // 2), vocab) for _ in range(2 * requests)]
+        engine.generate(prompts[:1], SamplingParams(temperature=0, max_tokens=2))  # warm-up
+        return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
+
+    packed = isinstance(llm.model.lm_head, Prepacked)
     rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),
                    prefill(False), "s")]
+    if packed:  # the other engine loads the weights again, unpacked
+        unpacked = LLM(llm.path, device=llm.device.name, dtype=str(llm.dtype).removeprefix("torch."),
+                       prepack_weights=False)
+        rows.append(Switch(f"prepacked weights (oneDNN): {2 * requests} requests x 32 tokens, s", mixed(llm),
+                           mixed(unpacked), "s"))
+        del unpacked
     if kernel is not None:  # float32 on a CPU with numba installed
         llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
         rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load at start): "
@@ -212,7 +226,7 @@ def memory_bandwidth(nbytes: int = 256 << 20) -> float:
 def bandwidth_line(llm: LLM, decode_tps: float) -> str:
     """Batch-1 decode reads every weight once per token: how close is that to the memory bound?"""
     bw = memory_bandwidth()
-    per_token = llm.model.weight_bytes
+    per_token = llm.model.step_bytes
     return (f"batch-1 decode reads {per_token / 2**20:.0f} MiB of weights per token: {per_token * decode_tps / 1e9:.1f} GB/s "
             f"= {per_token * decode_tps / bw:.0%} of this machine's {bw / 1e9:.1f} GB/s copy bandwidth "
             f"(bound: {bw / per_token:.0f} tokens/s)")

@@ -52,9 +52,11 @@ class LLM:
         enable_prefix_cache: bool = True,
         chunked_prefill: bool = True,
         matmul: str = "torch",
+        prepack_weights: bool = True,
         labs: dict[str, SimpleNamespace] | None = None,
     ) -> None:
-        """`matmul` picks the kernel of every linear layer (minfer.kernels.MATMULS). `labs` swaps in a
+        """`matmul` picks the kernel of every linear layer (minfer.kernels.MATMULS); `prepack_weights`
+        lets torch's reorder them once for oneDNN on a CPU (minfer.kernels.prepack). `labs` swaps in a
         lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the student's allocator and KV
         block pool inside this engine; {"lab2": ...} their kernels, for a numba `matmul`; {"lab3": ...}
         their weight mapping, layers, attention, batch preparation and sampling. Labs combine."""
@@ -78,7 +80,7 @@ class LLM:
         tensors = self._mapping.map_hf_tensors(self.config, load_tensors(self.path))
         # ② graph
         ops = SimpleNamespace(layers=lab3.layers, attention=lab3.attention) if lab3 else None
-        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops)
+        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops, prepack_weights=prepack_weights)
         del tensors
         # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
         memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)
