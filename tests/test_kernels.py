@@ -189,6 +189,16 @@ def test_tiny_llama_through_simulated_kernels_matches_torch(tiny, kind):
     torch.testing.assert_close(logits, ref_logits, atol=1e-4, rtol=1e-4)
 
 
+def test_untied_head_through_a_simulated_kernel_matches_torch(tiny_dir):
+    """An untied head is its own [vocab, hidden] tensor, which lab 2's kernels read transposed."""
+    kw = dict(kv_cache_mb=1, block_size=4, max_batch_tokens=8, max_running=4)
+    model = str(tiny_dir("llama-untied"))
+    tokens, logits = logits_of(LLM(model, matmul="numba-naive", **kw), [3, 14, 15, 92], 2)
+    ref_tokens, ref_logits = logits_of(LLM(model, **kw), [3, 14, 15, 92], 2)
+    assert tokens == ref_tokens
+    torch.testing.assert_close(logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
 def test_lab2_switch_routes_every_linear_layer_through_the_labs_kernels(tiny):
     kinds: list[str] = []
 

@@ -65,7 +65,7 @@ def measure(llm, prompts, params) -> MemoryReport:
 def _parameters(model):
     # each weight once, keyed by storage address: a tied head (or its transposed view) is the
     # embedding's memory; a prepacked weight counts as its plain copy, or (bfloat16) the packed one
-    plain = lambda t: (t.dense if t.dense is not None else t.packed) if isinstance(t, Prepacked) else t  # noqa: E731
+    plain = lambda t: t.one_row if isinstance(t, Prepacked) else t  # noqa: E731
     key = lambda t: id(t) if t.is_mkldnn else t.data_ptr()  # noqa: E731
     weights = [model.embedding, model.final_norm, model.lm_head]
     weights += [t for layer in model.layers for t in vars(layer).values() if t is not None]

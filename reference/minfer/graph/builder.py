@@ -47,15 +47,14 @@ def build_model(
     keep_plain = not packing or dtype == torch.float32
     packs: list[torch.Tensor] = []
 
-    def linear(w: torch.Tensor, slot: int | None = None) -> int | tuple:  # [out, in], in the kernel's layout
-        if keep_plain and slot is None:
-            slot = put(w if out_in else w.t())
-        if not packing:
-            return slot
+    def pack(w: torch.Tensor) -> int:
         packs.append(prepack(w.to(dtype)))
-        return len(packs) - 1, slot if keep_plain else None
+        return len(packs) - 1
 
-    fuse = lambda *ws: linear(torch.cat(ws, dim=0))  # noqa: E731  [out, in] pieces stacked along out
+    def fuse(*ws: torch.Tensor) -> int | tuple:  # [out, in] pieces stacked along out, in the kernel's layout
+        w = torch.cat(ws, dim=0)
+        plain = put(w if out_in else w.t()) if keep_plain else None
+        return (pack(w), plain) if packing else plain
 
     layers = [dict(
         qkv=fuse(lt.q, lt.k, lt.v),
@@ -64,7 +63,9 @@ def build_model(
         attn_norm=put(lt.attn_norm), mlp_norm=put(lt.mlp_norm), q_norm=put(lt.q_norm), k_norm=put(lt.k_norm),
     ) for lt in t.layers]
     embed, final_norm = put(t.embed), put(t.final_norm)
-    lm_head = linear(t.lm_head, embed if t.lm_head is t.embed else None)  # tied: the table is its plain copy
+    # the head's plain copy stays [vocab, hidden] (tied: it is the table), transposed below if need be
+    head_plain = embed if t.lm_head is t.embed else put(t.lm_head) if keep_plain else None
+    lm_head = (pack(t.lm_head), head_plain) if packing else head_plain
     pool = WeightPool(device, dtype, [tuple(x.shape) for x in host])
     placed = [pool.place(i, x) for i, x in enumerate(host)]
 
@@ -81,8 +82,8 @@ def build_model(
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
     # what a one-row decode step reads: every weight as the matmul streams it, one embedding row aside
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
-    one_row = lambda w: (w.dense if w.dense is not None else w.packed) if isinstance(w, Prepacked) else w  # noqa: E731
-    step_bytes = sum(one_row(w).numel() * one_row(w).element_size() for w in step)
+    step = [w.one_row if isinstance(w, Prepacked) else w for w in step]
+    step_bytes = sum(w.numel() * w.element_size() for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
                  step_bytes=step_bytes,
                  ops=ops or reference_ops(), fused_prefill=ops is None,

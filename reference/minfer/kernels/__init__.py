@@ -75,9 +75,9 @@ class Prepacked:
     dense: torch.Tensor | None = None
 
     @property
-    def nbytes(self) -> int:
-        plain = 0 if self.dense is None else self.dense.numel() * self.dense.element_size()
-        return self.packed.numel() * self.packed.element_size() + plain
+    def one_row(self) -> torch.Tensor:
+        """The copy a one-row product streams: what batch-1 decode reads of this weight."""
+        return self.packed if self.dense is None else self.dense
 
 
 def can_prepack(device: Device, dtype: torch.dtype) -> bool:
