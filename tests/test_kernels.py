@@ -14,7 +14,7 @@ import torch
 from minfer import LLM, SamplingParams
 from minfer.course.spy import record_logits
 from minfer.hal import get_device
-from minfer.kernels import MATMULS, Prepacked, can_prepack, get_matmul, prepack, torch_matmul
+from minfer.kernels import MATMULS, can_prepack, get_matmul, prepack, torch_matmul
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -67,7 +67,7 @@ def test_torch_matmul_takes_out_in_weights_at_every_batch_size(rows):
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 17, 200])
 def test_prepacked_weights_give_the_plain_product(rows):
-    """oneDNN's packed weight (and, for 1-2 float32 rows, the plain copy beside it) computes x @ w.T."""
+    """A weight prepacked for oneDNN computes x @ w.T, whatever the number of rows."""
     if not can_prepack(get_device("cpu"), torch.float32):
         pytest.skip("this PyTorch has no oneDNN")
     g = torch.Generator().manual_seed(rows)
@@ -75,11 +75,12 @@ def test_prepacked_weights_give_the_plain_product(rows):
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
         x = torch.randn(rows, 40, generator=g).to(dtype)
         want = x.double() @ w.to(dtype).double().t()
-        plain = w.to(dtype) if dtype == torch.float32 else None
-        for weight in (Prepacked(prepack(w.to(dtype)), plain), Prepacked(prepack(w.to(dtype)))):
-            out = torch.full((rows, 48), float("nan"), dtype=dtype)
-            assert torch_matmul(x, weight, out) is out
-            torch.testing.assert_close(out.double(), want, atol=tol * 10, rtol=tol)
+        packed = prepack(w.to(dtype))
+        assert packed.is_mkldnn
+        out = torch.full((rows, 48), float("nan"), dtype=dtype)
+        assert torch_matmul(x, packed, out) is out
+        torch.testing.assert_close(out.double(), want, atol=tol * 10, rtol=tol)
+        torch.testing.assert_close(torch_matmul(x, packed), out, atol=0, rtol=0)
 
 
 def test_engine_with_and_without_prepacked_weights_agree(tiny):
@@ -87,8 +88,8 @@ def test_engine_with_and_without_prepacked_weights_agree(tiny):
     params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     prompts = [[5, 9, 13, 2], list(range(3, 40))]
     packed, plain = LLM(tiny, kv_cache_mb=1), LLM(tiny, kv_cache_mb=1, prepack_weights=False)
-    assert isinstance(packed.model.layers[0].gate_up, Prepacked) and isinstance(packed.model.lm_head, Prepacked)
-    assert isinstance(plain.model.layers[0].gate_up, torch.Tensor)
+    assert packed.model.layers[0].gate_up.is_mkldnn and packed.model.lm_head.is_mkldnn
+    assert not plain.model.layers[0].gate_up.is_mkldnn and not plain.model.lm_head.is_mkldnn
     assert [o.token_ids for o in packed.generate(prompts, params)] == [o.token_ids for o in plain.generate(prompts, params)]
     torch.testing.assert_close(packed.score(prompts[1]), plain.score(prompts[1]), atol=1e-4, rtol=1e-4)
 

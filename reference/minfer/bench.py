@@ -15,7 +15,6 @@ import torch
 
 from .core import SamplingParams
 from .engine import LLM
-from .kernels import Prepacked
 
 
 @dataclass
@@ -161,7 +160,7 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         engine.generate(prompts[:1], SamplingParams(temperature=0, max_tokens=2))  # warm-up
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
-    packed = isinstance(llm.model.lm_head, Prepacked)
+    packed = llm.model.lm_head.is_mkldnn
     rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),

@@ -18,6 +18,9 @@ def _kernel_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--matmul", default="torch", choices=MATMULS,
                    help="kernel of the linear layers; numba-* are lab 2's (simulated on a CPU: tiny models only)")
+    p.add_argument("--no-prepack", dest="prepack", action="store_false",
+                   help="keep torch's weights plain instead of prepacked for oneDNN (CPU): less memory for a "
+                        "tied head, faster single-request float32 decode, slower batches")
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -48,7 +51,8 @@ def _llm(a: argparse.Namespace):
     if matmul == "torch" and "lab2" in labs:
         print("minfer: note: lab2's kernels run only with --matmul numba-naive|numba-tiled|numba-regblock",
               file=sys.stderr)
-    return LLM(a.model, device=a.device, dtype=a.dtype, matmul=matmul, labs=labs)
+    return LLM(a.model, device=a.device, dtype=a.dtype, matmul=matmul, labs=labs,
+               prepack_weights=getattr(a, "prepack", True))
 
 
 def cmd_generate(a: argparse.Namespace) -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..kernels import Prepacked
-
 
 @dataclass
 class MemoryReport:
@@ -64,12 +62,11 @@ def measure(llm, prompts, params) -> MemoryReport:
 
 def _parameters(model):
     # each weight once, keyed by storage address: a tied head (or its transposed view) is the
-    # embedding's memory; a prepacked weight counts as its plain copy, or (bfloat16) the packed one
-    plain = lambda t: t.one_row if isinstance(t, Prepacked) else t  # noqa: E731
+    # embedding's memory; a prepacked weight (no address) is its own copy
     key = lambda t: id(t) if t.is_mkldnn else t.data_ptr()  # noqa: E731
     weights = [model.embedding, model.final_norm, model.lm_head]
     weights += [t for layer in model.layers for t in vars(layer).values() if t is not None]
-    return {key(plain(t)): plain(t) for t in weights}.values()
+    return {key(t): t for t in weights}.values()
 
 
 def memory_probe(llm, weights: bool = True) -> Callable[[], dict[str, int]]:

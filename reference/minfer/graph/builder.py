@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from ..hal import Device
-from ..kernels import Prepacked, can_prepack, decode_kernel, prepack, torch_matmul
+from ..kernels import can_prepack, decode_kernel, prepack, torch_matmul
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
@@ -30,9 +30,9 @@ def build_model(
     than PyTorch's SDPA and the compiled decode kernel.
 
     With `prepack_weights`, torch's matmul on a CPU gets the projections and the head prepacked for
-    oneDNN as well (minfer.kernels.Prepacked): in float32 beside their plain copies in the arena
-    (decode steps of 1-2 rows stream those faster), in bfloat16 instead of them. The packed copies
-    live outside the arena, and count in `weight_bytes`; a tied head gets its own.
+    oneDNN (minfer.kernels.prepack) instead of plain: they live outside the arena, which keeps the
+    embedding, norms and biases, and count in `weight_bytes`. A tied head costs a second, packed
+    copy of the table (the lookup needs its rows).
     """
     host: list[torch.Tensor] = []
 
@@ -44,17 +44,16 @@ def build_model(
 
     out_in = getattr(matmul, "layout", "in_out") == "out_in"
     packing = prepack_weights and matmul is torch_matmul and can_prepack(device, dtype)
-    keep_plain = not packing or dtype == torch.float32
-    packs: list[torch.Tensor] = []
+    packs: list[torch.Tensor] = []  # slots -1, -2, ...: outside the arena
 
-    def pack(w: torch.Tensor) -> int:
-        packs.append(prepack(w.to(dtype)))
-        return len(packs) - 1
+    def linear(w: torch.Tensor) -> int:  # [out, in]
+        if packing:
+            packs.append(prepack(w.to(dtype)))
+            return -len(packs)
+        return put(w if out_in else w.t())
 
-    def fuse(*ws: torch.Tensor) -> int | tuple:  # [out, in] pieces stacked along out, in the kernel's layout
-        w = torch.cat(ws, dim=0)
-        plain = put(w if out_in else w.t()) if keep_plain else None
-        return (pack(w), plain) if packing else plain
+    def fuse(*ws: torch.Tensor) -> int:  # [out, in] pieces stacked along out, in the kernel's layout
+        return linear(torch.cat(ws, dim=0))
 
     layers = [dict(
         qkv=fuse(lt.q, lt.k, lt.v),
@@ -63,26 +62,19 @@ def build_model(
         attn_norm=put(lt.attn_norm), mlp_norm=put(lt.mlp_norm), q_norm=put(lt.q_norm), k_norm=put(lt.k_norm),
     ) for lt in t.layers]
     embed, final_norm = put(t.embed), put(t.final_norm)
-    # the head's plain copy stays [vocab, hidden] (tied: it is the table), transposed below if need be
-    head_plain = embed if t.lm_head is t.embed else put(t.lm_head) if keep_plain else None
-    lm_head = (pack(t.lm_head), head_plain) if packing else head_plain
+    # a plain head stays [vocab, hidden] (tied: it is the table), transposed below for [in, out] kernels
+    lm_head = linear(t.lm_head) if packing else embed if t.lm_head is t.embed else put(t.lm_head)
     pool = WeightPool(device, dtype, [tuple(x.shape) for x in host])
     placed = [pool.place(i, x) for i, x in enumerate(host)]
-
-    def get(i: int | tuple | None) -> torch.Tensor | Prepacked | None:
-        if isinstance(i, tuple):
-            return Prepacked(packs[i[0]], get(i[1]))
-        return None if i is None else placed[i]
-
+    get = lambda i: None if i is None else placed[i] if i >= 0 else packs[-i - 1]  # noqa: E731
     weight_bytes = pool.nbytes + sum(w.numel() * w.element_size() for w in packs)
     start = time.perf_counter()  # the compiler's time is part of what an optimisation costs: reported by the bench
     kernel = decode_kernel(device, dtype) if ops is None else None
     head = get(lm_head)  # [vocab, hidden] = [out, in]; a kernel wanting [in, out] reads it transposed, uncopied
     head = head if out_in else head.t()
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
-    # what a one-row decode step reads: every weight as the matmul streams it, one embedding row aside
+    # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
-    step = [w.one_row if isinstance(w, Prepacked) else w for w in step]
     step_bytes = sum(w.numel() * w.element_size() for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
                  step_bytes=step_bytes,

@@ -30,7 +30,7 @@ def reference_ops() -> SimpleNamespace:
 
 @dataclass
 class LayerWeights:
-    # projections as [out, in] (or [in, out]: see Matmul), or prepacked (minfer.kernels.Prepacked)
+    # projections as [out, in] (or [in, out]: see Matmul), or prepacked (minfer.kernels.prepack)
     qkv: torch.Tensor  # [q + 2 kv, hidden]: q, k and v projections fused into one product
     qkv_bias: torch.Tensor | None
     o: torch.Tensor  # [hidden, q]

@@ -15,7 +15,6 @@ import functools
 import importlib.util
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -42,11 +41,9 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = No
     MKL's one-column product is the slow kind again. Prefill-sized products use x @ w.T.
     The swapped product lands in a temporary [out, M] (at most 64 columns: under 1 MB for
     SmolLM2) that is copied into `out`, so the step's buffers still come from the workspace."""
-    if isinstance(w, Prepacked):
-        if w.dense is None or x.shape[0] > DENSE_MAX_ROWS:
-            y = torch.ops.mkldnn._linear_pointwise(x, w.packed, None, "none", [], "")
-            return y if out is None else out.copy_(y)
-        w = w.dense
+    if w.is_mkldnn:  # prepacked (see `prepack`)
+        y = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+        return y if out is None else out.copy_(y)
     m = x.shape[0]
     if m <= SWAP_MAX_ROWS and x.dtype == torch.float32 and x.device.type == "cpu":
         rows = x if m > 1 else torch.cat([x, x])
@@ -58,26 +55,6 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = No
 # which layout each kernel wants its weights in: torch the checkpoint's [out, in]; lab 2's numba
 # kernels [in, out], so that neighbouring threads read neighbouring columns (coalesced)
 torch_matmul.layout = "out_in"  # type: ignore[attr-defined]
-
-
-# Up to this many rows, a float32 product on a prepacked weight uses its plain copy instead, swapped
-# (above): measured on SmolLM2's 30 layers and head, one row takes 25 ms that way against 31 ms packed,
-# two rows 26 against 30, and four rows 30 against 26.
-DENSE_MAX_ROWS = 2
-
-
-@dataclass(frozen=True)
-class Prepacked:
-    """A linear weight reordered once into oneDNN's blocked layout (`prepack`), and in float32 its
-    plain [out, in] copy too, which `torch_matmul` streams faster for decode steps of 1-2 rows."""
-
-    packed: torch.Tensor  # opaque (is_mkldnn): no storage, no views, no data_ptr
-    dense: torch.Tensor | None = None
-
-    @property
-    def one_row(self) -> torch.Tensor:
-        """The copy a one-row product streams: what batch-1 decode reads of this weight."""
-        return self.packed if self.dense is None else self.dense
 
 
 def can_prepack(device: Device, dtype: torch.dtype) -> bool:
@@ -94,7 +71,11 @@ def prepack(w: torch.Tensor) -> torch.Tensor:
     prepacked weight skips that, and oneDNN's kernels for the packed layout run SmolLM2's products at
     ~200 GFLOP/s in float32 on this machine's two cores, where x @ W.T reaches 90-180 (the LM head:
     185 against 90 for 64 rows). In bfloat16 (AVX-512 BF16) they reach ~400, and stream a weight
-    for one row at ~15 GB/s against ~11 for bf16 x @ W.T."""
+    for one row at ~15 GB/s against ~11 for bf16 x @ W.T. One float32 row is slower packed than
+    swapped (SmolLM2's 30 layers and head: 31 ms against 25), which this trade accepts rather
+    than keep both copies: the packed one replaces the plain one.
+
+    The result is an opaque tensor (`w.is_mkldnn`): no storage, no views, no data_ptr."""
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
 
