@@ -17,9 +17,9 @@ def test_bench_prints_ratios(tiny_dir, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     rows = [line for line in switches.splitlines() if line.startswith("| ")]
-    assert len(rows) == 4 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
-    assert "prepacked weights" in rows[2], switches  # float32 on a CPU: the weights are prepacked
-    assert "compiled decode kernel" in rows[3], switches  # numba is installed with the test extras
+    assert len(rows) == 5 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
+    assert "prepacked weights" in rows[2] and "batch-1 decode" in rows[3], switches  # float32 on a CPU
+    assert "compiled decode kernel" in rows[4], switches  # numba is installed with the test extras
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row

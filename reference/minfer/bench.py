@@ -170,6 +170,12 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
                        prepack_weights=False)
         rows.append(Switch(f"prepacked weights (oneDNN): {2 * requests} requests x 32 tokens, s", mixed(llm),
                            mixed(unpacked), "s"))
+
+        def one(engine: LLM) -> float:  # the trade's other side: one request's decode streams the weights
+            with _prefix_cache(engine, False):
+                return _minfer_run(engine, long_prompt[:16], 33)[1]
+
+        rows.append(Switch("prepacked weights (oneDNN): batch-1 decode of 32 tokens, s", one(llm), one(unpacked), "s"))
         del unpacked
     if kernel is not None:  # float32 on a CPU with numba installed
         llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
