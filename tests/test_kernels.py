@@ -132,19 +132,23 @@ def _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size):
     return ungroup_heads(o, 1)[:, 0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("heads,kv_heads,block_size", [(9, 3, 16), (4, 4, 4), (8, 1, 8)])
-def test_compiled_decode_kernel_matches_gather_and_attend(heads, kv_heads, block_size):
-    kernel = decode_kernel_or_skip()
+def test_compiled_decode_kernel_matches_gather_and_attend(heads, kv_heads, block_size, dtype):
+    kernel = decode_kernel_or_skip(dtype)
     g = torch.Generator().manual_seed(heads * 100 + block_size)
     d, num_blocks = 64, 40
-    k_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g)
-    v_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g)
+    k_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g).to(dtype)
+    v_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g).to(dtype)
     lengths = torch.tensor([1, block_size, block_size + 1, 5 * block_size - 3, 6 * block_size])
     blocks = torch.randperm(num_blocks, generator=g)[:5 * 6].view(5, 6)  # scattered, as in a used pool
-    q = torch.randn(5, heads, d, generator=g) * 4  # large scores: the softmax must stay stable
+    q = (torch.randn(5, heads, d, generator=g) * 4).to(dtype)  # large scores: the softmax must stay stable
     out = torch.full_like(q, float("nan"))
     kernel(q, k_cache, v_cache, blocks, lengths, block_size, out)
-    torch.testing.assert_close(out, _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size), atol=1e-5, rtol=1e-5)
+    # the same bfloat16 inputs attended in float32: the kernel's only rounding is its bfloat16 output
+    want = _torch_decode(q.float(), k_cache.float(), v_cache.float(), blocks, lengths, block_size).to(dtype)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(out, want, atol=tol, rtol=tol)
 
 
 def test_compiled_decode_kernel_reads_no_padding():
@@ -159,9 +163,10 @@ def test_compiled_decode_kernel_reads_no_padding():
     assert torch.equal(first, second)
 
 
-def test_engine_decodes_the_same_tokens_with_the_compiled_kernel_or_without(tiny):
-    kw = dict(kv_cache_mb=1, block_size=4, max_batch_tokens=16, max_running=4)
-    decode_kernel_or_skip()
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_engine_decodes_the_same_tokens_with_the_compiled_kernel_or_without(tiny, dtype):
+    kw = dict(kv_cache_mb=1, block_size=4, max_batch_tokens=16, max_running=4, dtype=dtype)
+    decode_kernel_or_skip(getattr(torch, dtype))
     prompts = [[(7 * i + j) % 256 for i in range(n)] for j, n in enumerate((3, 9, 17, 30))]
     params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     llm = LLM(tiny, **kw)
@@ -171,10 +176,10 @@ def test_engine_decodes_the_same_tokens_with_the_compiled_kernel_or_without(tiny
     assert [o.token_ids for o in llm.generate(prompts, params)] == with_kernel
 
 
-def decode_kernel_or_skip():
+def decode_kernel_or_skip(dtype: torch.dtype = torch.float32):
     from minfer.kernels import decode_kernel
 
-    kernel = decode_kernel(get_device("cpu"), torch.float32)
+    kernel = decode_kernel(get_device("cpu"), dtype)
     if kernel is None:
         pytest.skip("numba is not installed (pip install 'minfer[kernels]')")
     return kernel

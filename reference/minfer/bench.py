@@ -177,7 +177,7 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
 
         rows.append(Switch("prepacked weights (oneDNN): batch-1 decode of 32 tokens, s", one(llm), one(unpacked), "s"))
         del unpacked
-    if kernel is not None:  # float32 on a CPU with numba installed
+    if kernel is not None:  # float32 or bfloat16 on a CPU with numba installed
         llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
         rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load at start): "
                            f"{len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),

@@ -105,11 +105,12 @@ COMPILED_ENV = "MINFER_COMPILED_KERNELS"
 
 
 def decode_kernel(device: Device, dtype: torch.dtype) -> Callable[..., None] | None:
-    """The compiled paged decode attention (decode_numba.paged_decode) for float32 on a CPU with numba
-    installed, compiled before it returns; None elsewhere, and the graph then gathers and attends
-    with PyTorch. Compiling takes ~5-10 s once per checkout; numba caches the result next to the
+    """The compiled paged decode attention (decode_numba.paged_decode) for float32 or bfloat16 on a CPU
+    with numba installed, compiled for that dtype before it returns; None elsewhere, and the graph then
+    gathers and attends with PyTorch. Compiling takes ~5-10 s once per checkout; numba caches the result next to the
     source (or in ~/.cache where that is read-only), and later starts load it in well under a second."""
-    if (device.torch_device.type != "cpu" or dtype != torch.float32 or os.environ.get(COMPILED_ENV) == "0"
+    if (device.torch_device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16)
+            or os.environ.get(COMPILED_ENV) == "0"
             or importlib.util.find_spec("numba") is None):
         return None
     from ..hal.cudasim import choose
@@ -118,5 +119,5 @@ def decode_kernel(device: Device, dtype: torch.dtype) -> Callable[..., None] | N
     from . import decode_numba
 
     decode_numba.set_threads(torch.get_num_threads())  # the same cores as PyTorch's own threads
-    decode_numba.warm_up()
+    decode_numba.warm_up(dtype)
     return decode_numba.paged_decode
