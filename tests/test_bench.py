@@ -64,3 +64,14 @@ def test_bench_accuracy_report_for_bf16(tiny_dir, capsys):
     agree, total = map(int, line.split("divergence ")[1].split(" ")[0].split("/"))
     assert total == 8 * 64 and 0 < agree <= total
     assert "perplexity on a fixed" in line
+
+
+def test_bench_int8_weights_switch_and_accuracy(tiny_dir, capsys):
+    code = main(["bench", "--model", str(tiny_dir("llama")), "--no-hf", "--dtype", "bfloat16", "--quantize", "int8",
+                 "--skip", "serve", "--decode-tokens", "8", "--long-prompt-tokens", "64", "--accuracy"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "bfloat16, int8 weights (decode)" in out
+    switches = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| int8 weights")]
+    assert switches == ["int8 weights: batch-1 decode of 32 tokens, s", "int8 weights: 16 requests x 32 tokens, s"]
+    assert "accuracy of torch.bfloat16 with int8 weights against float32" in out

@@ -14,7 +14,8 @@ import torch
 from minfer import LLM, SamplingParams
 from minfer.course.spy import record_logits
 from minfer.hal import get_device
-from minfer.kernels import MATMULS, can_prepack, get_matmul, prepack, torch_matmul
+from minfer import kernels
+from minfer.kernels import MATMULS, Int8Weight, can_prepack, can_quantize, get_matmul, prepack, quantize_int8, torch_matmul
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -92,6 +93,59 @@ def test_engine_with_and_without_prepacked_weights_agree(tiny):
     assert not plain.model.layers[0].gate_up.is_mkldnn and not plain.model.lm_head.is_mkldnn
     assert [o.token_ids for o in packed.generate(prompts, params)] == [o.token_ids for o in plain.generate(prompts, params)]
     torch.testing.assert_close(packed.score(prompts[1]), plain.score(prompts[1]), atol=1e-4, rtol=1e-4)
+
+
+def int8_or_skip() -> None:
+    if not can_quantize(get_device("cpu"), torch.bfloat16):
+        pytest.skip("this PyTorch has no CPU int8 kernel (torch.ops.aten._weight_int8pack_mm)")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 17])
+def test_int8_weights_compute_the_product_of_their_rounded_values(rows):
+    """Both paths (int8 for up to INT8_MAX_ROWS rows, the bfloat16 widening beyond) compute x @ (q * scale).T,
+    and q * scale is within half a step of the weight, row by row."""
+    int8_or_skip()
+    g = torch.Generator().manual_seed(rows)
+    w = torch.randn(48, 32, generator=g) * torch.rand(48, 1, generator=g) * 3  # rows of different ranges
+    qw = quantize_int8(w, torch.bfloat16)
+    assert qw.q.dtype == torch.int8 and qw.scale.shape == (48,)
+    step = qw.scale.float()[:, None]
+    assert ((qw.q.float() * step - w).abs() <= step * 0.51).all()
+    assert (qw.q.abs().amax(dim=1) >= 126).all()  # each row's range uses the whole int8 scale
+    x = torch.randn(rows, 32, generator=g).to(torch.bfloat16)
+    want = x.double() @ (qw.q.double() * qw.scale.double()[:, None]).t()
+    out = torch.full((rows, 48), float("nan"), dtype=torch.bfloat16)
+    assert torch_matmul(x, qw, out) is out
+    assert not out.isnan().any()
+    # bfloat16 outputs (and, past INT8_MAX_ROWS, bfloat16 copies of q * scale): errors of a few 1e-3
+    assert (out.double() - want).norm() / want.norm() < 5e-3
+    exact = x.double() @ w.double().t()
+    assert (out.double() - exact).norm() / exact.norm() < 2e-2
+
+
+def test_int8_engine_decodes_as_its_bfloat16_widening_does(tiny, monkeypatch):
+    """Decode steps read int8; with INT8_MAX_ROWS = 0 every product reads the widened copy instead:
+    the same greedy tokens and close logits, and a decode step reads about half the bytes of bfloat16."""
+    int8_or_skip()
+    llm = LLM(tiny, kv_cache_mb=1, dtype="bfloat16", quantize="int8")
+    assert isinstance(llm.model.layers[0].gate_up, Int8Weight) and isinstance(llm.model.lm_head, Int8Weight)
+    assert llm.model.step_bytes < 0.6 * LLM(tiny, kv_cache_mb=1, dtype="bfloat16").model.step_bytes
+    prompt = list(range(3, 40))
+    tokens, logits = logits_of(llm, prompt, 12)
+    monkeypatch.setattr(kernels, "INT8_MAX_ROWS", 0)
+    wide_tokens, wide_logits = logits_of(llm, prompt, 12)
+    assert tokens == wide_tokens
+    torch.testing.assert_close(logits, wide_logits, atol=5e-2, rtol=2e-2)
+
+
+def test_int8_needs_bfloat16_on_a_cpu(tiny):
+    int8_or_skip()
+    with pytest.raises(ValueError, match="dtype bfloat16"):
+        LLM(tiny, kv_cache_mb=1, quantize="int8")  # float32
+    with pytest.raises(ValueError, match="not supported"):
+        LLM(tiny, kv_cache_mb=1, dtype="bfloat16", quantize="int4")
+    with pytest.raises(ValueError, match="multiples of 16"):  # torch's kernel reads past other widths
+        quantize_int8(torch.randn(8, 40), torch.bfloat16)
 
 
 def test_numba_cuda_is_imported_only_when_a_numba_matmul_is_chosen(tiny):

@@ -15,6 +15,7 @@ import torch
 
 from .core import SamplingParams
 from .engine import LLM
+from .kernels import Int8Weight
 
 
 @dataclass
@@ -123,7 +124,8 @@ class Switch:
 
 def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 512, requests: int = 8) -> list[Switch]:
     """Prefix caching on a shared-prefix workload; PyTorch's fused prefill kernel on a long prompt;
-    the compiled decode kernel on a batch of decodes over long contexts."""
+    prepacked (or int8) weights against plain (or bfloat16) ones, for one request's decode and a small
+    mixed batch; the compiled decode kernel on a batch of decodes over long contexts."""
     vocab = llm.config.vocab_size
     shared = min(shared, llm.max_model_len // 2)  # tiny test models have short context windows
 
@@ -160,23 +162,28 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         engine.generate(prompts[:1], SamplingParams(temperature=0, max_tokens=2))  # warm-up
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
-    packed = llm.model.lm_head.is_mkldnn
+    def one(engine: LLM) -> float:  # one request's decode: every step streams all the weights
+        with _prefix_cache(engine, False):
+            return min(_minfer_run(engine, long_prompt[:16], 33)[1] for _ in range(2))
+
+    head = llm.model.lm_head
+    packed = isinstance(head, torch.Tensor) and head.is_mkldnn
     rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),
                    prefill(False), "s")]
+    dtype = str(llm.dtype).removeprefix("torch.")
     if packed:  # the other engine loads the weights again, unpacked
-        unpacked = LLM(llm.path, device=llm.device.name, dtype=str(llm.dtype).removeprefix("torch."),
-                       prepack_weights=False)
+        unpacked = LLM(llm.path, device=llm.device.name, dtype=dtype, prepack_weights=False)
         rows.append(Switch(f"prepacked weights (oneDNN): {2 * requests} requests x 32 tokens, s", mixed(llm),
                            mixed(unpacked), "s"))
-
-        def one(engine: LLM) -> float:  # the trade's other side: one request's decode streams the weights
-            with _prefix_cache(engine, False):
-                return _minfer_run(engine, long_prompt[:16], 33)[1]
-
         rows.append(Switch("prepacked weights (oneDNN): batch-1 decode of 32 tokens, s", one(llm), one(unpacked), "s"))
         del unpacked
+    if isinstance(head, Int8Weight):  # against the same engine with its bfloat16 weights
+        wide = LLM(llm.path, device=llm.device.name, dtype=dtype)
+        rows.append(Switch("int8 weights: batch-1 decode of 32 tokens, s", one(llm), one(wide), "s"))
+        rows.append(Switch(f"int8 weights: {2 * requests} requests x 32 tokens, s", mixed(llm), mixed(wide), "s"))
+        del wide
     if kernel is not None:  # float32 or bfloat16 on a CPU with numba installed
         llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
         rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load at start): "
@@ -335,7 +342,7 @@ PERPLEXITY_TEXT = (
 
 
 def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens: int = 64) -> str:
-    """Greedy agreement and perplexity of `llm` (a faster dtype) against the same model in float32."""
+    """Greedy agreement and perplexity of `llm` (a faster dtype, or int8 weights) against the same model in float32."""
     ref = LLM(model, device=device, dtype="float32")
     rng = random.Random(1)
     asks = [f"Tell me something about the number {rng.randint(2, 999)}." for _ in range(prompts)]
@@ -348,14 +355,15 @@ def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens:
     ids = llm.tokenizer.encode(PERPLEXITY_TEXT)[:llm.max_model_len]  # tiny test models have short windows
     ppl = torch.exp(-llm.score(ids).mean()).item()
     ppl_ref = torch.exp(-ref.score(ids).mean()).item()
-    return (f"accuracy of {llm.dtype} against float32: greedy tokens identical up to the first divergence "
+    int8 = " with int8 weights" if isinstance(llm.model.lm_head, Int8Weight) else ""
+    return (f"accuracy of {llm.dtype}{int8} against float32: greedy tokens identical up to the first divergence "
             f"{agree}/{total} ({agree / total:.0%}); perplexity on a fixed {len(ids)}-token text {ppl:.3f} "
             f"vs {ppl_ref:.3f} ({ppl / ppl_ref - 1:+.2%})")
 
 
 def run_bench(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
-    llm = LLM(a.model, device=a.device, dtype=a.dtype)
+    llm = LLM(a.model, device=a.device, dtype=a.dtype, quantize=a.quantize)
     hf = None if a.no_hf else _hf_model(llm.path, llm.dtype, a.device)
     rng = random.Random(a.seed)
     rows: list[Row] = []
@@ -365,7 +373,8 @@ def run_bench(a: argparse.Namespace) -> int:
     if "serve" not in a.skip:
         rows += bench_serving(llm, hf, a.requests, a.seed)
     where = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    print_table(rows, f"minfer bench: {a.model}, {a.dtype}, {where}")
+    weights = f", {a.quantize} weights (decode)" if a.quantize else ""
+    print_table(rows, f"minfer bench: {a.model}, {a.dtype}{weights}, {where}")
     if "decode" not in a.skip and a.device == "cpu":
         print(bandwidth_line(llm, rows[0].minfer))
     if "switches" not in a.skip:

@@ -11,6 +11,8 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                    help="run a lab's code inside the engine, e.g. lab1=labs/lab1_allocator (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--quantize", default=None, choices=["int8"],
+                   help="int8 weights for decode steps, one scale per output row (CPU, with --dtype bfloat16)")
 
 
 def _kernel_args(p: argparse.ArgumentParser) -> None:
@@ -52,7 +54,7 @@ def _llm(a: argparse.Namespace):
         print("minfer: note: lab2's kernels run only with --matmul numba-naive|numba-tiled|numba-regblock",
               file=sys.stderr)
     return LLM(a.model, device=a.device, dtype=a.dtype, matmul=matmul, labs=labs,
-               prepack_weights=getattr(a, "prepack", True))
+               prepack_weights=getattr(a, "prepack", True), quantize=getattr(a, "quantize", None))
 
 
 def cmd_generate(a: argparse.Namespace) -> int:

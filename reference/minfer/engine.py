@@ -53,10 +53,12 @@ class LLM:
         chunked_prefill: bool = True,
         matmul: str = "torch",
         prepack_weights: bool = True,
+        quantize: str | None = None,
         labs: dict[str, SimpleNamespace] | None = None,
     ) -> None:
         """`matmul` picks the kernel of every linear layer (minfer.kernels.MATMULS); `prepack_weights`
-        lets torch's reorder them once for oneDNN on a CPU (minfer.kernels.prepack). `labs` swaps in a
+        lets torch's reorder them once for oneDNN on a CPU (minfer.kernels.prepack); `quantize="int8"`
+        stores them as int8 for decode steps (minfer.kernels.Int8Weight: bfloat16 on a CPU). `labs` swaps in a
         lab's modules (see minfer.course.labs.load): {"lab1": ...} runs the student's allocator and KV
         block pool inside this engine; {"lab2": ...} their kernels, for a numba `matmul`; {"lab3": ...}
         their weight mapping, layers, attention, batch preparation and sampling. Labs combine."""
@@ -80,7 +82,8 @@ class LLM:
         tensors = self._mapping.map_hf_tensors(self.config, load_tensors(self.path))
         # ② graph
         ops = SimpleNamespace(layers=lab3.layers, attention=lab3.attention) if lab3 else None
-        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops, prepack_weights=prepack_weights)
+        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops, prepack_weights=prepack_weights,
+                                 quantize=quantize)
         del tensors
         # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
         memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)

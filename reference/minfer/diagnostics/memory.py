@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..kernels import Int8Weight
+
 
 @dataclass
 class MemoryReport:
@@ -62,10 +64,12 @@ def measure(llm, prompts, params) -> MemoryReport:
 
 def _parameters(model):
     # each weight once, keyed by storage address: a tied head (or its transposed view) is the
-    # embedding's memory; a prepacked weight (no address) is its own copy
+    # embedding's memory; a prepacked weight (no address) is its own copy; an int8 one counts its
+    # int8 values, one per parameter
     key = lambda t: id(t) if t.is_mkldnn else t.data_ptr()  # noqa: E731
     weights = [model.embedding, model.final_norm, model.lm_head]
     weights += [t for layer in model.layers for t in vars(layer).values() if t is not None]
+    weights = [t.q if isinstance(t, Int8Weight) else t for t in weights]
     return {key(t): t for t in weights}.values()
 
 

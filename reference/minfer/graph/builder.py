@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from ..hal import Device
-from ..kernels import can_prepack, decode_kernel, prepack, torch_matmul
+from ..kernels import QUANTIZE, Int8Weight, can_prepack, can_quantize, decode_kernel, prepack, quantize_int8, torch_matmul
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
@@ -16,7 +16,7 @@ from .model import LayerWeights, Matmul, Model, reference_ops
 
 def build_model(
     cfg: ModelConfig, t: ModelTensors, device: Device, dtype: torch.dtype, matmul: Matmul = torch_matmul,
-    ops: SimpleNamespace | None = None, prepack_weights: bool = True,
+    ops: SimpleNamespace | None = None, prepack_weights: bool = True, quantize: str | None = None,
 ) -> Model:
     """Fuse q/k/v and gate/up, lay every weight out as `matmul` wants it, then pack everything into
     the weight tier.
@@ -33,7 +33,16 @@ def build_model(
     oneDNN (minfer.kernels.prepack) instead of plain: they live outside the arena, which keeps the
     embedding, norms and biases, and count in `weight_bytes`. A tied head costs a second, packed
     copy of the table (the lookup needs its rows).
+
+    With `quantize="int8"` (torch's matmul, a CPU, bfloat16) the projections and the head become
+    minfer.kernels.Int8Weight instead: int8 for decode steps, their bfloat16 widening for the rest.
     """
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ValueError(f"quantize={quantize!r} is not supported; choose one of {', '.join(QUANTIZE)} or None")
+    if quantize is not None and (matmul is not torch_matmul or not can_quantize(device, dtype)):
+        raise ValueError(f"quantize={quantize!r} runs torch's int8 kernel, which needs matmul='torch', a CPU and "
+                         f"dtype bfloat16 (this engine: {device.name}, {str(dtype).removeprefix('torch.')}); "
+                         f"use dtype='bfloat16' (--dtype bfloat16) on a CPU")
     host: list[torch.Tensor] = []
 
     def put(x: torch.Tensor | None) -> int | None:  # queue a host tensor; its index is its slot
@@ -44,9 +53,12 @@ def build_model(
 
     out_in = getattr(matmul, "layout", "in_out") == "out_in"
     packing = prepack_weights and matmul is torch_matmul and can_prepack(device, dtype)
-    packs: list[torch.Tensor] = []  # slots -1, -2, ...: outside the arena
+    packs: list[torch.Tensor | Int8Weight] = []  # slots -1, -2, ...: outside the arena
 
     def linear(w: torch.Tensor) -> int:  # [out, in]
+        if quantize == "int8":
+            packs.append(quantize_int8(w, dtype, pack=packing))
+            return -len(packs)
         if packing:
             packs.append(prepack(w.to(dtype)))
             return -len(packs)
@@ -63,11 +75,11 @@ def build_model(
     ) for lt in t.layers]
     embed, final_norm = put(t.embed), put(t.final_norm)
     # a plain head stays [vocab, hidden] (tied: it is the table), transposed below for [in, out] kernels
-    lm_head = linear(t.lm_head) if packing else embed if t.lm_head is t.embed else put(t.lm_head)
+    lm_head = linear(t.lm_head) if packing or quantize else embed if t.lm_head is t.embed else put(t.lm_head)
     pool = WeightPool(device, dtype, [tuple(x.shape) for x in host])
     placed = [pool.place(i, x) for i, x in enumerate(host)]
     get = lambda i: None if i is None else placed[i] if i >= 0 else packs[-i - 1]  # noqa: E731
-    weight_bytes = pool.nbytes + sum(w.numel() * w.element_size() for w in packs)
+    weight_bytes = pool.nbytes + sum(_nbytes(w) for w in packs)
     start = time.perf_counter()  # the compiler's time is part of what an optimisation costs: reported by the bench
     kernel = decode_kernel(device, dtype) if ops is None else None
     head = get(lm_head)  # [vocab, hidden] = [out, in]; a kernel wanting [in, out] reads it transposed, uncopied
@@ -75,8 +87,15 @@ def build_model(
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
-    step_bytes = sum(w.numel() * w.element_size() for w in step)
+    step_bytes = sum(_nbytes(w, decode=True) for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
                  step_bytes=step_bytes,
                  ops=ops or reference_ops(), fused_prefill=ops is None,
                  decode_kernel=kernel, compile_s=time.perf_counter() - start)
+
+
+def _nbytes(w: torch.Tensor | Int8Weight, decode: bool = False) -> int:
+    """Bytes `w` holds, or with `decode` the bytes a one-row product reads (an Int8Weight's int8 part)."""
+    if isinstance(w, Int8Weight):
+        return w.decode_bytes if decode else w.nbytes
+    return w.numel() * w.element_size()

@@ -30,7 +30,8 @@ def reference_ops() -> SimpleNamespace:
 
 @dataclass
 class LayerWeights:
-    # projections as [out, in] (or [in, out]: see Matmul), or prepacked (minfer.kernels.prepack)
+    # projections as [out, in] (or [in, out]: see Matmul), prepacked (minfer.kernels.prepack) or
+    # quantized (minfer.kernels.Int8Weight): whatever the model's `matmul` takes
     qkv: torch.Tensor  # [q + 2 kv, hidden]: q, k and v projections fused into one product
     qkv_bias: torch.Tensor | None
     o: torch.Tensor  # [hidden, q]
@@ -49,7 +50,7 @@ class Model:
     layers: list[LayerWeights]
     final_norm: torch.Tensor
     lm_head: torch.Tensor  # like every weight, in the matmul's layout; the embedding's memory when tied
-    # (and prepacked like the projections when they are)
+    # (and prepacked or quantized like the projections when they are)
     matmul: Matmul
     weight_bytes: int = 0  # size of the weight tier
     step_bytes: int = 0  # bytes of weights a one-row decode step reads (the bench's bandwidth bound)

@@ -1,8 +1,8 @@
 """The kernels the graph can route work through.
 
 - Matrix products for the model's linear layers: `torch` is the default, on a CPU with its weights
-  prepacked for oneDNN (`prepack`). The numba kernels are lab 2's (matmul_numba.py, or a student's
-  copy of it given as `kernels`).
+  prepacked for oneDNN (`prepack`), or quantized to int8 for decode steps (`Int8Weight`). The numba
+  kernels are lab 2's (matmul_numba.py, or a student's copy of it given as `kernels`).
 - Paged decode attention on a CPU (decode_numba.py): reads the KV cache in place instead of
   gathering it first; `decode_kernel` gives it where it can run, else None (the PyTorch path).
 
@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -31,9 +32,9 @@ MATMULS = ("torch", "numba-naive", "numba-tiled", "numba-regblock")
 SWAP_MAX_ROWS = 64
 
 
-def torch_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """x [M, in] @ w.T for a weight w [out, in], the layout checkpoints (and nn.Linear) store, or
-    for that weight prepacked by `prepack` (the engine's default on a CPU).
+def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, in] @ w.T for a weight w [out, in], the layout checkpoints (and nn.Linear) store, for
+    that weight prepacked by `prepack` (the engine's default on a CPU), or quantized (`Int8Weight`).
 
     On a CPU in float32 with at most SWAP_MAX_ROWS rows (decode steps), MKL is asked for
     (w @ x.T).T instead: for few rows its GEMV and small GEMMs stream a weight at about half the
@@ -41,6 +42,11 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = No
     MKL's one-column product is the slow kind again. Prefill-sized products use x @ w.T.
     The swapped product lands in a temporary [out, M] (at most 64 columns: under 1 MB for
     SmolLM2) that is copied into `out`, so the step's buffers still come from the workspace."""
+    if isinstance(w, Int8Weight):
+        if x.shape[0] > INT8_MAX_ROWS:
+            return torch_matmul(x, w.wide, out)
+        y = torch.ops.aten._weight_int8pack_mm(x, w.q, w.scale)
+        return y if out is None else out.copy_(y)
     if w.is_mkldnn:  # prepacked (see `prepack`)
         y = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
         return y if out is None else out.copy_(y)
@@ -77,6 +83,54 @@ def prepack(w: torch.Tensor) -> torch.Tensor:
 
     The result is an opaque tensor (`w.is_mkldnn`): no storage, no views, no data_ptr."""
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
+
+
+# Up to this many rows (decode steps) an Int8Weight is read as int8; measured on SmolLM2's 30 layers
+# streamed from memory in bfloat16: one row 7.4 ms against 11.9 for the prepacked bfloat16 copy, two
+# rows 11.6 against 12.2, four rows 11.2 against 10.5 (torch's int8 kernel computes more than it reads)
+INT8_MAX_ROWS = 2
+
+QUANTIZE = ("int8",)
+
+
+@dataclass(frozen=True, eq=False)
+class Int8Weight:
+    """A weight [out, in] quantized to int8, one scale per output row (symmetric, weight-only: the
+    activations stay bfloat16). A decode step streams half the bytes of bfloat16 through torch's
+    int8 kernel (`_weight_int8pack_mm`, the one gpt-fast and torchao use on a CPU); steps of more
+    rows use `wide`, the same quantized values widened back to bfloat16 (and prepacked), since the
+    int8 kernel is slower than oneDNN once a product has a few rows to compute. Both paths compute
+    with the same rounded weights, so prefill and decode agree."""
+
+    q: torch.Tensor  # [out, in] int8
+    scale: torch.Tensor  # [out], the activations' dtype: row r stands for q[r] * scale[r]
+    wide: torch.Tensor  # q * scale in the activations' dtype, prepacked where possible
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.q, self.scale, self.wide))
+
+    @property
+    def decode_bytes(self) -> int:  # what a decode step reads
+        return self.q.numel() + self.scale.numel() * self.scale.element_size()
+
+
+def can_quantize(device: Device, dtype: torch.dtype) -> bool:
+    """Whether Int8Weight works here: torch's int8 kernel runs on a CPU, and fast only for bfloat16 activations."""
+    return device.torch_device.type == "cpu" and dtype == torch.bfloat16 and hasattr(torch.ops.aten, "_weight_int8pack_mm")
+
+
+def quantize_int8(w: torch.Tensor, dtype: torch.dtype, pack: bool = True) -> Int8Weight:
+    """`w` [out, in] as an Int8Weight: each row scaled so its largest magnitude becomes 127, then rounded."""
+    if w.shape[1] % 16:  # measured: other widths read past the row (wrong results, or a crash)
+        raise ValueError(f"int8 weights need input sizes that are multiples of 16 (torch's int8 kernel); "
+                         f"this model has a layer of {w.shape[1]} inputs: run it without quantize")
+    wf = w.float()
+    # the scale is stored in the activations' dtype (the kernel's contract): quantize with that rounding
+    scale = (wf.abs().amax(dim=1) / 127).clamp(min=torch.finfo(dtype).tiny).to(dtype)
+    q = torch.round(wf / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+    wide = (q.float() * scale.float()[:, None]).to(dtype)
+    return Int8Weight(q, scale, prepack(wide) if pack else wide)
 
 
 def get_matmul(name: str, device: Device, kernels: ModuleType | None = None):
