@@ -284,3 +284,25 @@ def test_chat_on_the_real_model(smollm2_dir, tmp_path):
     assert len(replies) >= 2, proc.stdout  # one reply per user line (16 tokens of SmolLM2 fit on a line)
     assert "4" in replies[0]
     assert "minfer chat with" not in proc.stdout  # not a terminal: no banner, no prompts
+
+
+@pytest.mark.parametrize("argv,packed", [
+    (["generate", "hi"], False),  # one float32 stream: plain weights decode one row faster
+    (["generate", "hi", "there"], True),  # a batch: prepacked products are faster
+    (["generate", "--dtype", "bfloat16", "hi"], True),  # bfloat16 streams faster prepacked, even one row
+    (["generate", "--prepack", "hi"], True),
+    (["generate", "--no-prepack", "hi", "there"], False),
+])
+def test_weight_layout_follows_the_workload(tiny, monkeypatch, capsys, argv, packed):
+    import minfer.engine
+
+    seen = {}
+
+    class Spy(minfer.engine.LLM):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(minfer.engine, "LLM", Spy)
+    assert main(argv[:1] + ["--model", str(tiny), "--max-tokens", "2"] + argv[1:]) == 0
+    assert seen["prepack_weights"] is packed
