@@ -9,7 +9,8 @@ def test_bench_prints_ratios(tiny_dir, capsys):
                  "--prompt-tokens", "8", "--long-prompt-tokens", "200"])
     out = capsys.readouterr().out
     assert code == 0
-    table, switches = out.split("\n| optimisation (same run")
+    table, rest = out.split("\n| optimisation (same run")
+    switches, fast = rest.split("\nfaster dtype path")
     rows = [line for line in table.splitlines() if line.startswith("| ") and "metric" not in line]
     assert len(rows) == 4, out
     assert "200-token prompt" in rows[2]
@@ -23,6 +24,12 @@ def test_bench_prints_ratios(tiny_dir, capsys):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
+    # the same run adds the faster dtype path, against transformers in bfloat16, with its accuracy
+    assert fast.startswith(": ") and "bfloat16 with int8 weights (decode)" in fast.splitlines()[0]
+    rows = [line for line in fast.splitlines() if line.startswith("| batch-1 decode")]
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(rows) == 1 and float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), fast
+    assert "GB/s copy bandwidth" in fast and "accuracy of torch.bfloat16 with int8 weights against float32" in fast
 
 
 def test_bench_profile_and_bandwidth_line(tiny_dir, tmp_path, capsys):

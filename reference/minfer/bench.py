@@ -15,7 +15,7 @@ import torch
 
 from .core import SamplingParams
 from .engine import LLM
-from .kernels import Int8Weight
+from .kernels import Int8Weight, can_quantize
 
 
 @dataclass
@@ -91,22 +91,45 @@ def _prefix_cache(llm: LLM, enabled: bool):
         pool.enable_prefix_cache = was
 
 
-def bench_decode(llm: LLM, hf, prompt: list[int], n: int, long_prompt: list[int]) -> list[Row]:
+def _minfer_decode(llm: LLM, prompt: list[int], n: int) -> float:
+    """Decode tokens/s of one request of n new tokens, after its first; the best of two runs (this machine is shared)."""
     with _prefix_cache(llm, False):
         _minfer_run(llm, prompt, 4)  # warm-up
+        return (n - 1) / min(_minfer_run(llm, prompt, n)[1] for _ in range(2))
+
+
+def _hf_decode(hf, prompt: list[int], n: int) -> tuple[float, float]:
+    """transformers' (time to first token, decode tokens/s after it) for one request, timed as minfer's."""
+    _hf_generate(hf, [prompt], 4)  # warm-up
+    ttft = min(_timed(lambda: _hf_generate(hf, [prompt], 1)) for _ in range(3))
+    full = min(_timed(lambda: _hf_generate(hf, [prompt], n)) for _ in range(2))
+    return ttft, (n - 1) / (full - ttft)
+
+
+def bench_decode(llm: LLM, hf, prompt: list[int], n: int, long_prompt: list[int]) -> list[Row]:
+    with _prefix_cache(llm, False):
+        decode = _minfer_decode(llm, prompt, n)
         ttft = min(_minfer_run(llm, prompt, 1)[0] for _ in range(3))
-        decode = min(_minfer_run(llm, prompt, n)[1] for _ in range(2))  # best of two: this machine is shared
         long_ttft = min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
-    rows = [Row(f"batch-1 decode, tokens/s ({n} tokens)", (n - 1) / decode, None, True),
+    rows = [Row(f"batch-1 decode, tokens/s ({n} tokens)", decode, None, True),
             Row(f"time to first token, s ({len(prompt)}-token prompt)", ttft, None, False),
             Row(f"time to first token, s ({len(long_prompt)}-token prompt)", long_ttft, None, False)]
     if hf is not None:
-        _hf_generate(hf, [prompt], 4)
-        hf_ttft = min(_timed(lambda: _hf_generate(hf, [prompt], 1)) for _ in range(3))
-        hf_full = min(_timed(lambda: _hf_generate(hf, [prompt], n)) for _ in range(2))
-        rows[0].hf, rows[1].hf = (n - 1) / (hf_full - hf_ttft), hf_ttft
+        rows[1].hf, rows[0].hf = _hf_decode(hf, prompt, n)
         rows[2].hf = min(_timed(lambda: _hf_generate(hf, [long_prompt], 1)) for _ in range(2))
     return rows
+
+
+def bench_fast_path(llm: LLM, with_hf: bool, prompt: list[int], n: int) -> tuple[LLM, list[Row]]:
+    """The faster dtype path beside a float32 run: the same model with bfloat16 activations and int8
+    decode weights (minfer.kernels.Int8Weight), against transformers in bfloat16."""
+    fast = LLM(llm.path, device=llm.device.name, dtype="bfloat16", quantize="int8")
+    row = Row(f"batch-1 decode, tokens/s ({n} tokens)", _minfer_decode(fast, prompt, n), None, True)
+    if with_hf:
+        hf = _hf_model(fast.path, torch.bfloat16, llm.device.name)
+        row.hf = _hf_decode(hf, prompt, n)[1]
+        del hf
+    return fast, [row]
 
 
 @dataclass
@@ -235,9 +258,10 @@ def memory_bandwidth(nbytes: int = 256 << 20) -> float:
     return 2 * nbytes / best
 
 
-def bandwidth_line(llm: LLM, decode_tps: float) -> str:
-    """Batch-1 decode reads every weight once per token: how close is that to the memory bound?"""
-    bw = memory_bandwidth()
+def bandwidth_line(llm: LLM, decode_tps: float, bw: float | None = None) -> str:
+    """Batch-1 decode reads every weight once per token: how close is that to the memory bound (`bw`
+    bytes/s, measured here when not given)?"""
+    bw = bw or memory_bandwidth()
     per_token = llm.model.step_bytes
     return (f"batch-1 decode reads {per_token / 2**20:.0f} MiB of weights per token: {per_token * decode_tps / 1e9:.1f} GB/s "
             f"= {per_token * decode_tps / bw:.0%} of this machine's {bw / 1e9:.1f} GB/s copy bandwidth "
@@ -341,9 +365,10 @@ PERPLEXITY_TEXT = (
 )
 
 
-def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens: int = 64) -> str:
-    """Greedy agreement and perplexity of `llm` (a faster dtype, or int8 weights) against the same model in float32."""
-    ref = LLM(model, device=device, dtype="float32")
+def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens: int = 64, ref: LLM | None = None) -> str:
+    """Greedy agreement and perplexity of `llm` (a faster dtype, or int8 weights) against the same model
+    in float32 (`ref`, loaded here when not given)."""
+    ref = ref or LLM(model, device=device, dtype="float32")
     rng = random.Random(1)
     asks = [f"Tell me something about the number {rng.randint(2, 999)}." for _ in range(prompts)]
     chat = [llm.chat_prompt([{"role": "user", "content": q}]) if llm.tokenizer.chat_template else q for q in asks]
@@ -368,17 +393,28 @@ def run_bench(a: argparse.Namespace) -> int:
     rng = random.Random(a.seed)
     rows: list[Row] = []
     long_prompt = _prompt(rng, min(a.long_prompt_tokens, llm.max_model_len - 1), llm.config.vocab_size)
+    decode_prompt = _prompt(rng, a.prompt_tokens, llm.config.vocab_size)
     if "decode" not in a.skip:
-        rows += bench_decode(llm, hf, _prompt(rng, a.prompt_tokens, llm.config.vocab_size), a.decode_tokens, long_prompt)
+        rows += bench_decode(llm, hf, decode_prompt, a.decode_tokens, long_prompt)
     if "serve" not in a.skip:
         rows += bench_serving(llm, hf, a.requests, a.seed)
     where = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
     weights = f", {a.quantize} weights (decode)" if a.quantize else ""
     print_table(rows, f"minfer bench: {a.model}, {a.dtype}{weights}, {where}")
+    bw = memory_bandwidth() if a.device == "cpu" else None  # once: both bandwidth lines divide by the same
     if "decode" not in a.skip and a.device == "cpu":
-        print(bandwidth_line(llm, rows[0].minfer))
+        print(bandwidth_line(llm, rows[0].minfer, bw))
     if "switches" not in a.skip:
         print_switches(bench_switches(llm, a.seed, long_prompt))
+    # beside a float32 run, the faster dtype path too, so that one run prints every ratio
+    if ("fast" not in a.skip and "decode" not in a.skip and a.dtype == "float32" and not a.quantize
+            and can_quantize(llm.device, torch.bfloat16)):
+        fast, rows = bench_fast_path(llm, hf is not None, decode_prompt, a.decode_tokens)
+        print_table(rows, f"faster dtype path: {a.model}, bfloat16 with int8 weights (decode), against transformers "
+                          f"in bfloat16, {where}")
+        print(bandwidth_line(fast, rows[0].minfer, bw))
+        print(accuracy_report(fast, a.model, a.device, ref=llm))
+        del fast
     if a.accuracy:
         print(accuracy_report(llm, a.model, a.device))
     if a.sweep:

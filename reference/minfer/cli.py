@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=int, default=100, help="prompt length for decode and time to first token")
     p.add_argument("--long-prompt-tokens", type=int, default=1000, help="the long prompt's length (time to first token)")
     p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
-    p.add_argument("--skip", action="append", default=[], choices=["decode", "serve", "switches"])
+    p.add_argument("--skip", action="append", default=[], choices=["decode", "serve", "switches", "fast"],
+                   help="leave a part out (repeatable); fast: the bfloat16 + int8 table a float32 run adds on a CPU")
     p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
     p.add_argument("--accuracy", action="store_true",
                    help="with --dtype bfloat16/float16: greedy agreement and perplexity against float32")
