@@ -401,8 +401,9 @@ def run_bench(a: argparse.Namespace) -> int:
     where = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
     weights = f", {a.quantize} weights (decode)" if a.quantize else ""
     print_table(rows, f"minfer bench: {a.model}, {a.dtype}{weights}, {where}")
-    bw = memory_bandwidth() if a.device == "cpu" else None  # once: both bandwidth lines divide by the same
-    if "decode" not in a.skip and a.device == "cpu":
+    # measured once, for both bandwidth lines (this one and the faster dtype path's)
+    bw = memory_bandwidth() if a.device == "cpu" and "decode" not in a.skip else None
+    if bw:
         print(bandwidth_line(llm, rows[0].minfer, bw))
     if "switches" not in a.skip:
         print_switches(bench_switches(llm, a.seed, long_prompt))
