@@ -1,7 +1,6 @@
 """Shared fixtures: tiny random checkpoints, and the real SmolLM2 loaded once per test session."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -100,30 +100,6 @@ def test_prefix_cache_reuses_blocks_and_keeps_tokens(tiny_dir):
     assert off.reqs[rid].num_cached == 0
 
 
-def test_requests_arriving_together_compute_a_shared_prefix_once(tiny_dir):
-    """Four prompts that share 40 tokens, submitted at once with room for all in one step: the first
-    computes the shared blocks, the others wait a step and take them from the prefix cache."""
-    llm = LLM(str(tiny_dir("llama")), kv_cache_mb=8, block_size=4, max_batch_tokens=256)
-    shared = [(j * 11) % 256 for j in range(40)]
-    prompts = [shared + [7 + i, 9, 11 + i] for i in range(4)]
-    alone = [llm.generate([p], greedy(6))[0].token_ids for p in prompts]  # each on its own (and now cached)
-    llm = LLM(str(tiny_dir("llama")), kv_cache_mb=8, block_size=4, max_batch_tokens=256)
-    ids = [llm.add_request(p, greedy(6)) for p in prompts]
-    reqs = [llm.reqs[i] for i in ids]
-    llm.step()
-    assert reqs[0].num_computed == 43 and all(r.num_computed == 0 for r in reqs[1:]), "the others wait a step"
-    llm.step()
-    assert [r.num_cached for r in reqs[1:]] == [40, 40, 40], "the shared blocks come from the cache"
-    while llm.has_unfinished():
-        llm.step()
-    assert [llm.pop_output(i).token_ids for i in ids] == alone
-    # with nothing to share, nobody waits: all four start in the first step
-    llm = LLM(str(tiny_dir("llama")), kv_cache_mb=8, block_size=4, max_batch_tokens=256)
-    ids = [llm.add_request([(j * 13 + i) % 256 for j in range(43)], greedy(2)) for i in range(4)]
-    llm.step()
-    assert all(llm.reqs[i].num_computed == 43 for i in ids)
-
-
 def test_abort_frees_blocks(tiny_dir):
     llm = LLM(str(tiny_dir("llama")), kv_cache_mb=8, block_size=4, enable_prefix_cache=False)
     free = llm.kv.pool.num_free

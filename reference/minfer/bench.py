@@ -92,7 +92,7 @@ def _prefix_cache(llm: LLM, enabled: bool):
 
 
 def _minfer_decode(llm: LLM, prompt: list[int], n: int) -> float:
-    """Decode tokens/s of one request of n new tokens, after its first; the best of two runs (this machine is shared)."""
+    """Decode tokens/s of one request of n new tokens, after its first: the best of two runs (machines are shared)."""
     with _prefix_cache(llm, False):
         _minfer_run(llm, prompt, 4)  # warm-up
         return (n - 1) / min(_minfer_run(llm, prompt, n)[1] for _ in range(2))
@@ -365,7 +365,8 @@ PERPLEXITY_TEXT = (
 )
 
 
-def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens: int = 64, ref: LLM | None = None) -> str:
+def accuracy_report(llm: LLM, model: str, device: str, prompts: int = 8, tokens: int = 64,
+                    ref: LLM | None = None) -> str:
     """Greedy agreement and perplexity of `llm` (a faster dtype, or int8 weights) against the same model
     in float32 (`ref`, loaded here when not given)."""
     ref = ref or LLM(model, device=device, dtype="float32")

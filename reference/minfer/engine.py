@@ -84,8 +84,8 @@ class LLM:
         tensors = self._mapping.map_hf_tensors(self.config, load_tensors(self.path))
         # ② graph
         ops = SimpleNamespace(layers=lab3.layers, attention=lab3.attention) if lab3 else None
-        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops, prepack_weights=prepack_weights,
-                                 quantize=quantize)
+        self.model = build_model(self.config, tensors, self.device, self.dtype, mm, ops=ops,
+                                 prepack_weights=prepack_weights, quantize=quantize)
         del tensors
         # ④ memory: the workspace tier (one arena, carved per step) and the KV tier, sized once
         memory = (labs or {}).get("lab1") or SimpleNamespace(allocator=allocator_module, block_pool=block_pool_module)

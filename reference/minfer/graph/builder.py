@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import torch
 
 from ..hal import Device
-from ..kernels import QUANTIZE, Int8Weight, can_prepack, can_quantize, decode_kernel, prepack, quantize_int8, torch_matmul
+from ..kernels import (QUANTIZE, Int8Weight, can_prepack, can_quantize, decode_kernel, prepack, quantize_int8,
+                       torch_matmul)
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool

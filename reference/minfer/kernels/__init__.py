@@ -117,7 +117,8 @@ class Int8Weight:
 
 def can_quantize(device: Device, dtype: torch.dtype) -> bool:
     """Whether Int8Weight works here: torch's int8 kernel runs on a CPU, and fast only for bfloat16 activations."""
-    return device.torch_device.type == "cpu" and dtype == torch.bfloat16 and hasattr(torch.ops.aten, "_weight_int8pack_mm")
+    return (device.torch_device.type == "cpu" and dtype == torch.bfloat16
+            and hasattr(torch.ops.aten, "_weight_int8pack_mm"))
 
 
 def quantize_int8(w: torch.Tensor, dtype: torch.dtype, pack: bool = True) -> Int8Weight:

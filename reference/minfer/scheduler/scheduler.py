@@ -15,7 +15,8 @@ from ..memory.kv_cache import KVCache
 
 
 class Scheduler:
-    def __init__(self, kv: KVCache, max_batch_tokens: int = 512, max_running: int = 64, chunked_prefill: bool = True):
+    def __init__(self, kv: KVCache, max_batch_tokens: int = 1024, max_running: int = 64,
+                 chunked_prefill: bool = True):
         if max_batch_tokens < max_running:
             raise ValueError("max_batch_tokens must be >= max_running so every running request can decode")
         self.kv = kv
@@ -50,12 +51,6 @@ class Scheduler:
             req = self.waiting[0]
             if not req.block_table and self.kv.pool.enable_prefix_cache:
                 self.kv.match_prefix(req)
-                if self._being_computed(req, items):
-                    # another request computes its next block in this step: one step later that
-                    # block is in the prefix cache, instead of computed twice (shared system prompts)
-                    self.kv.release(req)
-                    req.num_computed = req.num_cached = 0
-                    break
             n = min(req.extend_len, budget)
             if (n < req.extend_len and not self.chunked_prefill) or not self.kv.can_allocate(req, req.num_computed + n):
                 # a waiting request must hold no blocks, or waiting requests could starve the pool;
@@ -77,16 +72,6 @@ class Scheduler:
         for item in batch.items:
             item.req.num_computed += item.num_tokens
             self.kv.commit(item.req)
-
-    def _being_computed(self, req: Req, scheduled: list[ScheduledReq]) -> bool:
-        """Whether a prompt chunk in `scheduled` fills the first block `req` found no cached copy of,
-        with the same tokens before and in it (the chain a block's hash covers)."""
-        end, ids = req.num_computed + self.kv.block_size, req.all_ids
-        if end >= len(ids):  # match_prefix leaves the last token to compute: nothing to share
-            return False
-        prefix = ids[:end]
-        return any(s.req.num_computed < end <= s.req.num_computed + s.num_tokens and s.req.all_ids[:end] == prefix
-                   for s in scheduled)
 
     def _reserve(self, req: Req, num_tokens: int, scheduled: list[ScheduledReq]) -> bool:
         """Make room for `req` to hold `num_tokens`, preempting younger requests; False if `req` itself went."""

@@ -26,7 +26,6 @@ from pathlib import Path
 from ..labs import REPO
 from . import grade
 from .assignment import build_source
-from .bundle import released_cells
 from .collect import Collected, collect
 from .config import LabGrading, Limits, Scope, load_grading
 from .leakscan import Leak, LeakError, fingerprints, scan
