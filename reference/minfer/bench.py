@@ -185,9 +185,8 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         engine.generate(prompts[:1], SamplingParams(temperature=0, max_tokens=2))  # warm-up
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
-    def one(engine: LLM) -> float:  # one request's decode: every step streams all the weights
-        with _prefix_cache(engine, False):
-            return min(_minfer_run(engine, long_prompt[:16], 33)[1] for _ in range(2))
+    def one(engine: LLM) -> float:  # seconds for one request's 32 decode steps: each streams all the weights
+        return 32 / _minfer_decode(engine, long_prompt[:16], 33)
 
     head = llm.model.lm_head
     packed = isinstance(head, torch.Tensor) and head.is_mkldnn
