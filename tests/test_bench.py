@@ -9,7 +9,7 @@ def test_bench_prints_ratios(tiny_dir, capsys):
                  "--prompt-tokens", "8", "--long-prompt-tokens", "200"])
     out = capsys.readouterr().out
     assert code == 0
-    table, rest = out.split("\n| optimisation (same run")
+    table, rest = out.split("\n| optimisation (same run", 1)
     switches, fast = rest.split("\nfaster dtype path")
     rows = [line for line in table.splitlines() if line.startswith("| ") and "metric" not in line]
     assert len(rows) == 4, out
@@ -18,9 +18,10 @@ def test_bench_prints_ratios(tiny_dir, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     rows = [line for line in switches.splitlines() if line.startswith("| ")]
-    assert len(rows) == 5 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
+    assert len(rows) == 6 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
     assert "prepacked weights" in rows[2] and "batch-1 decode" in rows[3], switches  # float32 on a CPU
-    assert "compiled decode kernel" in rows[4], switches  # numba is installed with the test extras
+    # numba is installed with the test extras
+    assert "compiled decode kernel" in rows[4] and "compiled RMSNorm/RoPE/SwiGLU" in rows[5], switches
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
@@ -29,6 +30,11 @@ def test_bench_prints_ratios(tiny_dir, capsys):
     rows = [line for line in fast.splitlines() if line.startswith("| batch-1 decode")]
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert len(rows) == 1 and float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), fast
+    rows = [line for line in fast.split("| optimisation (same run")[1].splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 and "compiled RMSNorm" in rows[0] and "compiled int8 product" in rows[1], fast
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     assert "GB/s copy bandwidth" in fast and "accuracy of torch.bfloat16 with int8 weights against float32" in fast
 
 

@@ -15,6 +15,7 @@ from minfer import LLM, SamplingParams
 from minfer.course.spy import record_logits
 from minfer.hal import get_device
 from minfer import kernels
+from minfer.graph.model import reference_ops
 from minfer.kernels import MATMULS, Int8Weight, can_prepack, can_quantize, get_matmul, prepack, quantize_int8, torch_matmul
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -136,6 +137,12 @@ def test_int8_engine_decodes_as_its_bfloat16_widening_does(tiny, monkeypatch):
     wide_tokens, wide_logits = logits_of(llm, prompt, 12)
     assert tokens == wide_tokens
     torch.testing.assert_close(logits, wide_logits, atol=5e-2, rtol=2e-2)
+    monkeypatch.undo()
+    if llm.model.matmul is not torch_matmul:  # the compiled int8 product against torch's own int8 kernel
+        llm.model.matmul = torch_matmul
+        torch_tokens, torch_logits = logits_of(llm, prompt, 12)
+        assert tokens == torch_tokens
+        torch.testing.assert_close(logits, torch_logits, atol=5e-2, rtol=2e-2)
 
 
 def test_int8_needs_bfloat16_on_a_cpu(tiny):
@@ -228,15 +235,61 @@ def test_engine_decodes_the_same_tokens_with_the_compiled_kernel_or_without(tiny
     with_kernel = [o.token_ids for o in llm.generate(prompts, params)]
     llm.model.decode_kernel = None
     assert [o.token_ids for o in llm.generate(prompts, params)] == with_kernel
+    assert llm.model.ops.compiled is not None  # and without the compiled RMSNorm, rotation and SwiGLU
+    llm.model.ops = reference_ops()
+    assert [o.token_ids for o in llm.generate(prompts, params)] == with_kernel
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_layer_ops_match_the_reference(dtype):
+    """The compiled RMSNorm, rotation and SwiGLU round where PyTorch's do: in bfloat16 bit for bit; in
+    float32 the rotation is exact too, and the others differ only by summation order (RMSNorm) or exp's last bit."""
+    from minfer.graph import layers as ref
+
+    compiled = compiled_or_skip(dtype)
+    exact = dict(atol=0, rtol=0)
+    close = exact if dtype == torch.bfloat16 else dict(atol=1e-5, rtol=1e-5)
+    g = torch.Generator().manual_seed(3)
+    x, w = (torch.randn(5, 576, generator=g) * 3).to(dtype), torch.randn(576, generator=g).to(dtype)
+    out = torch.full_like(x, float("nan"))
+    assert compiled.rms_norm(x, w, 1e-5, out=out) is out
+    torch.testing.assert_close(out, ref.rms_norm(x, w, 1e-5), **close)
+    qkv = torch.randn(5, 15, 64, generator=g).to(dtype)  # q (9 heads), k, v: the forward pass's views
+    q = qkv[:, :9]
+    torch.testing.assert_close(compiled.rms_norm(q, w[:64], 1e-5), ref.rms_norm(q, w[:64], 1e-5), **close)  # Qwen3
+    cos, sin = ref.rope_cos_sin(torch.arange(100, 105), ref.rope_inv_freq(64, 10000.0), dtype)
+    want, before = ref.apply_rope(q, cos, sin), qkv.clone()
+    assert compiled.apply_rope(q, cos, sin) is q  # rotated in place
+    torch.testing.assert_close(q, want, **exact)
+    assert torch.equal(qkv[:, 9:], before[:, 9:])  # k and v untouched
+    gate_up = (torch.randn(5, 2 * 96, generator=g) * 4).to(dtype)
+    torch.testing.assert_close(compiled.swiglu(gate_up), ref.swiglu(gate_up.clone()), **close)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_compiled_int8_product_matches_torchs_int8_kernel(rows):
+    int8_or_skip()
+    kernel = compiled_or_skip(torch.bfloat16).int8_matmul
+    g = torch.Generator().manual_seed(rows)
+    qw = quantize_int8(torch.randn(40, 96, generator=g) * torch.rand(40, 1, generator=g), torch.bfloat16)
+    x = torch.randn(rows, 96, generator=g).to(torch.bfloat16)
+    out = torch.full((rows, 40), float("nan"), dtype=torch.bfloat16)
+    assert torch_matmul(x, qw, out, int8_rows=kernel) is out
+    # both sum in float32 (in different orders) and round once to bfloat16: at most a bfloat16 step apart
+    torch.testing.assert_close(out, torch.ops.aten._weight_int8pack_mm(x, qw.q, qw.scale), atol=2e-2, rtol=8e-3)
+
+
+def compiled_or_skip(dtype: torch.dtype = torch.float32):
+    from minfer.kernels import cpu_kernels
+
+    compiled = cpu_kernels(get_device("cpu"), dtype)
+    if compiled is None:
+        pytest.skip("numba is not installed (pip install 'minfer[kernels]')")
+    return compiled
 
 
 def decode_kernel_or_skip(dtype: torch.dtype = torch.float32):
-    from minfer.kernels import decode_kernel
-
-    kernel = decode_kernel(get_device("cpu"), dtype)
-    if kernel is None:
-        pytest.skip("numba is not installed (pip install 'minfer[kernels]')")
-    return kernel
+    return compiled_or_skip(dtype).paged_decode
 
 
 @pytest.mark.parametrize("kind", ["naive", "tiled", "regblock"])

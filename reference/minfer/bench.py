@@ -15,7 +15,8 @@ import torch
 
 from .core import SamplingParams
 from .engine import LLM
-from .kernels import Int8Weight, can_quantize
+from .graph.model import reference_ops
+from .kernels import Int8Weight, can_quantize, torch_matmul
 
 
 @dataclass
@@ -185,8 +186,8 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         engine.generate(prompts[:1], SamplingParams(temperature=0, max_tokens=2))  # warm-up
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
-    def one(engine: LLM) -> float:  # seconds for one request's 32 decode steps: each streams all the weights
-        return 32 / _minfer_decode(engine, long_prompt[:16], 33)
+    def one(engine: LLM) -> float:
+        return _decode_32(engine, long_prompt)
 
     head = llm.model.lm_head
     packed = isinstance(head, torch.Tensor) and head.is_mkldnn
@@ -211,6 +212,35 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load at start): "
                            f"{len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),
                            decode_batch(False), "s"))
+    return rows + compiled_switches(llm, long_prompt)
+
+
+def _decode_32(engine: LLM, prompt: list[int]) -> float:
+    """Seconds for one request's 32 decode steps: each streams all the weights."""
+    return 32 / _minfer_decode(engine, prompt[:16], 33)
+
+
+def compiled_switches(engine: LLM, prompt: list[int]) -> list[Switch]:
+    """The compiled RMSNorm, rotation and SwiGLU, and for int8 weights the compiled int8 product (both
+    minfer.kernels.cpu_kernels), each against the PyTorch path, on one request's decode."""
+    model = engine.model
+
+    def on_off(attr: str, off) -> tuple[float, float]:  # the model's own `attr`, then `off` in its place
+        on = getattr(model, attr)
+        seconds = _decode_32(engine, prompt)
+        setattr(model, attr, off)
+        try:
+            return seconds, _decode_32(engine, prompt)
+        finally:
+            setattr(model, attr, on)
+
+    rows = []
+    if getattr(model.ops, "compiled", None) is not None:
+        rows.append(Switch("compiled RMSNorm/RoPE/SwiGLU: batch-1 decode of 32 tokens, s",
+                           *on_off("ops", reference_ops()), "s"))
+    if model.matmul is not torch_matmul and isinstance(model.lm_head, Int8Weight):  # against torch's int8 kernel
+        rows.append(Switch("compiled int8 product: batch-1 decode of 32 tokens, s",
+                           *on_off("matmul", torch_matmul), "s"))
     return rows
 
 
@@ -414,6 +444,8 @@ def run_bench(a: argparse.Namespace) -> int:
         print_table(rows, f"faster dtype path: {a.model}, bfloat16 with int8 weights (decode), against transformers "
                           f"in bfloat16, {where}")
         print(bandwidth_line(fast, rows[0].minfer, bw))
+        if "switches" not in a.skip:
+            print_switches(compiled_switches(fast, long_prompt))
         print(accuracy_report(fast, a.model, a.device, ref=llm))
         del fast
     if a.accuracy:

@@ -1,14 +1,14 @@
 """From loaded tensors to an execution plan: fuse, lay out for the matmul kernel, cast, and pack into the weight tier."""
 from __future__ import annotations
 
+import functools
 import time
 from types import SimpleNamespace
 
 import torch
 
 from ..hal import Device
-from ..kernels import (QUANTIZE, Int8Weight, can_prepack, can_quantize, decode_kernel, prepack, quantize_int8,
-                       torch_matmul)
+from ..kernels import QUANTIZE, Int8Weight, can_prepack, can_quantize, cpu_kernels, prepack, quantize_int8, torch_matmul
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
@@ -28,7 +28,7 @@ def build_model(
     token's embedding is a row); tied to the head, a kernel wanting [in, out] reads it transposed.
     `ops` (.layers, .attention) are the modules the forward pass calls: a student's (lab 3) replace
     the reference ones, and then their `gather_kv` and `attend` serve prefill and decode too, rather
-    than PyTorch's SDPA and the compiled decode kernel.
+    than PyTorch's SDPA and the compiled kernels.
 
     With `prepack_weights`, torch's matmul on a CPU gets the projections and the head prepacked for
     oneDNN (minfer.kernels.prepack) instead of plain: they live outside the arena, which keeps the
@@ -36,7 +36,8 @@ def build_model(
     copy of the table (the lookup needs its rows).
 
     With `quantize="int8"` (torch's matmul, a CPU, bfloat16) the projections and the head become
-    minfer.kernels.Int8Weight instead: int8 for decode steps, their bfloat16 widening for the rest.
+    minfer.kernels.Int8Weight instead: int8 for decode steps (through the compiled kernel where numba
+    runs: minfer.kernels.cpu_kernels), their bfloat16 widening for the rest.
     """
     if quantize is not None and quantize not in QUANTIZE:
         raise ValueError(f"quantize={quantize!r} is not supported; choose one of {', '.join(QUANTIZE)} or None")
@@ -82,7 +83,11 @@ def build_model(
     get = lambda i: None if i is None else placed[i] if i >= 0 else packs[-i - 1]  # noqa: E731
     weight_bytes = pool.nbytes + sum(_nbytes(w) for w in packs)
     start = time.perf_counter()  # the compiler's time is part of what an optimisation costs: reported by the bench
-    kernel = decode_kernel(device, dtype) if ops is None else None
+    # compiled kernels stand in for the reference's own operations, never for a student's (lab 3)
+    compiled = cpu_kernels(device, dtype) if ops is None else None
+    if quantize == "int8" and compiled is not None:
+        matmul = functools.partial(torch_matmul, int8_rows=compiled.int8_matmul)  # decode steps: compiled product
+        matmul.layout = torch_matmul.layout  # type: ignore[attr-defined]
     head = get(lm_head)  # [vocab, hidden] = [out, in]; a kernel wanting [in, out] reads it transposed, uncopied
     head = head if out_in else head.t()
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
@@ -91,8 +96,8 @@ def build_model(
     step_bytes = sum(_nbytes(w, decode=True) for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
                  step_bytes=step_bytes,
-                 ops=ops or reference_ops(), fused_prefill=ops is None,
-                 decode_kernel=kernel, compile_s=time.perf_counter() - start)
+                 ops=ops or reference_ops(compiled), fused_prefill=ops is None,
+                 decode_kernel=None if compiled is None else compiled.paged_decode, compile_s=time.perf_counter() - start)
 
 
 def _nbytes(w: torch.Tensor | Int8Weight, decode: bool = False) -> int:

@@ -23,9 +23,14 @@ from .attention import AttnMeta
 Matmul = Callable[..., torch.Tensor]
 
 
-def reference_ops() -> SimpleNamespace:
-    """The modules whose functions the forward pass calls; lab 3 swaps in a student's."""
-    return SimpleNamespace(layers=layers, attention=attention)
+def reference_ops(compiled: ModuleType | None = None) -> SimpleNamespace:
+    """The modules whose functions the forward pass calls; lab 3 swaps in a student's. `compiled`
+    (minfer.kernels.cpu_kernels) stands in for the per-token operations of `layers`, under the same contracts."""
+    if compiled is None:
+        return SimpleNamespace(layers=layers, attention=attention)
+    tables = {name: getattr(layers, name) for name in ("rope_inv_freq", "rope_cos_sin")}  # once per step
+    ops = {name: getattr(compiled, name) for name in ("rms_norm", "apply_rope", "swiglu")}
+    return SimpleNamespace(layers=SimpleNamespace(**tables, **ops), attention=attention, compiled=compiled)
 
 
 @dataclass

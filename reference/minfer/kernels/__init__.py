@@ -3,8 +3,10 @@
 - Matrix products for the model's linear layers: `torch` is the default, on a CPU with its weights
   prepacked for oneDNN (`prepack`), or quantized to int8 for decode steps (`Int8Weight`). The numba
   kernels are lab 2's (matmul_numba.py, or a student's copy of it given as `kernels`).
-- Paged decode attention on a CPU (decode_numba.py): reads the KV cache in place instead of
-  gathering it first; `decode_kernel` gives it where it can run, else None (the PyTorch path).
+- Kernels compiled by numba for a CPU (cpu_numba.py, through `cpu_kernels`): paged decode
+  attention, which reads the KV cache in place instead of gathering it first; the int8 weights'
+  product for a decode step's few rows; RMSNorm, rotation and SwiGLU without PyTorch's per-operation
+  overhead. Where they cannot run, the graph's PyTorch path does the work.
 
 numba is imported only when one of its kernels is chosen, and then after hal/cudasim.py has decided
 GPU or simulator for numba.cuda (numba reads that once, when first imported).
@@ -32,9 +34,11 @@ MATMULS = ("torch", "numba-naive", "numba-tiled", "numba-regblock")
 SWAP_MAX_ROWS = 64
 
 
-def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tensor | None = None) -> torch.Tensor:
+def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tensor | None = None,
+                 int8_rows: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """x [M, in] @ w.T for a weight w [out, in], the layout checkpoints (and nn.Linear) store, for
-    that weight prepacked by `prepack` (the engine's default on a CPU), or quantized (`Int8Weight`).
+    that weight prepacked by `prepack` (the engine's default on a CPU), or quantized (`Int8Weight`):
+    its decode steps go through `int8_rows` when given (cpu_numba.int8_matmul), else torch's int8 kernel.
 
     On a CPU in float32 with at most SWAP_MAX_ROWS rows (decode steps), MKL is asked for
     (w @ x.T).T instead: for few rows its GEMV and small GEMMs stream a weight at about half the
@@ -45,6 +49,8 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tenso
     if isinstance(w, Int8Weight):
         if x.shape[0] > INT8_MAX_ROWS:
             return torch_matmul(x, w.wide, out)
+        if int8_rows is not None:
+            return int8_rows(x, w.q, w.scale, out)
         y = torch.ops.aten._weight_int8pack_mm(x, w.q, w.scale)
         return y if out is None else out.copy_(y)
     if w.is_mkldnn:  # prepacked (see `prepack`)
@@ -87,7 +93,8 @@ def prepack(w: torch.Tensor) -> torch.Tensor:
 
 # Up to this many rows (decode steps) an Int8Weight is read as int8; measured on SmolLM2's 30 layers
 # streamed from memory in bfloat16: one row 7.4 ms against 11.9 for the prepacked bfloat16 copy, two
-# rows 11.6 against 12.2, four rows 11.2 against 10.5 (torch's int8 kernel computes more than it reads)
+# rows 11.6 against 12.2, four rows 11.2 against 10.5 (torch's int8 kernel computes more than it reads);
+# the compiled product: 5.9 ms for one row, 5.7 for two, 10.3 for four (the same run: 11.7, 13.0, 10.9)
 INT8_MAX_ROWS = 2
 
 QUANTIZE = ("int8",)
@@ -96,8 +103,9 @@ QUANTIZE = ("int8",)
 @dataclass(frozen=True, eq=False)
 class Int8Weight:
     """A weight [out, in] quantized to int8, one scale per output row (symmetric, weight-only: the
-    activations stay bfloat16). A decode step streams half the bytes of bfloat16 through torch's
-    int8 kernel (`_weight_int8pack_mm`, the one gpt-fast and torchao use on a CPU); steps of more
+    activations stay bfloat16). A decode step streams half the bytes of bfloat16, through the compiled
+    int8 product (cpu_numba.int8_matmul) or else torch's int8 kernel (`_weight_int8pack_mm`, the one
+    gpt-fast and torchao use on a CPU); steps of more
     rows use `wide`, the same quantized values widened back to bfloat16 (and prepacked), since the
     int8 kernel is slower than oneDNN once a product has a few rows to compute. Both paths compute
     with the same rounded weights, so prefill and decode agree."""
@@ -159,11 +167,12 @@ def get_matmul(name: str, device: Device, kernels: ModuleType | None = None):
 COMPILED_ENV = "MINFER_COMPILED_KERNELS"
 
 
-def decode_kernel(device: Device, dtype: torch.dtype) -> Callable[..., None] | None:
-    """The compiled paged decode attention (decode_numba.paged_decode) for float32 or bfloat16 on a CPU
-    with numba installed, compiled for that dtype before it returns; None elsewhere, and the graph then
-    gathers and attends with PyTorch. Compiling takes ~5-10 s once per checkout; numba caches the result next to the
-    source (or in ~/.cache where that is read-only), and later starts load it in well under a second."""
+def cpu_kernels(device: Device, dtype: torch.dtype) -> ModuleType | None:
+    """cpu_numba.py (compiled paged decode attention, int8 product, RMSNorm, rotation, SwiGLU),
+    compiled for `dtype` before it returns, where it can run: a CPU, float32 or bfloat16, numba
+    installed, and not switched off by MINFER_COMPILED_KERNELS=0; else None, and the graph runs its
+    PyTorch path. Compiling takes ~10-20 s once per checkout; numba caches the result next to the
+    source (or in ~/.cache where that is read-only), and later starts load it in about a second."""
     if (device.torch_device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16)
             or os.environ.get(COMPILED_ENV) == "0"
             or importlib.util.find_spec("numba") is None):
@@ -171,8 +180,8 @@ def decode_kernel(device: Device, dtype: torch.dtype) -> Callable[..., None] | N
     from ..hal.cudasim import choose
 
     choose()  # before numba is imported: lab 2 may want numba.cuda's simulator in this process later
-    from . import decode_numba
+    from . import cpu_numba
 
-    decode_numba.set_threads(torch.get_num_threads())  # the same cores as PyTorch's own threads
-    decode_numba.warm_up(dtype)
-    return decode_numba.paged_decode
+    cpu_numba.set_threads(torch.get_num_threads())  # the same cores as PyTorch's own threads
+    cpu_numba.warm_up(dtype)
+    return cpu_numba

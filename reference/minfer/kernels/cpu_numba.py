@@ -1,0 +1,245 @@
+"""The engine's CPU kernels, compiled by numba. One file, because numba's on-disk cache is checked
+against each kernel's own file only: a helper changed in another file would leave stale code behind.
+
+Paged decode attention. The PyTorch path (graph/attention.py: `gather_kv`, then `attend`) copies
+every context into a scratch buffer before multiplying, so the KV cache crosses memory three times;
+with one query token per request there is little arithmetic to hide that behind (on the serving
+workload decode attention was a third of the run). This kernel walks the block table itself, one
+(request, KV head) at a time: scores for the G query heads sharing the KV head, a stable softmax,
+the weighted sum of values. Requests run in parallel (numba's `prange`).
+
+The int8 product (`int8_matmul`) streams an int8 weight once for a decode step's one or two rows.
+On SmolLM2's 30 layers, streamed from memory, it takes 5.9 ms for one row against 9.5 ms for
+torch's `_weight_int8pack_mm`, which reads at about half this machine's read bandwidth.
+
+Per-token operations (graph/layers.py's RMSNorm, rotation and SwiGLU, same contracts). At decode
+time a token's vectors are short (576 values for SmolLM2), and each PyTorch operation's fixed cost
+outweighs its arithmetic: a bfloat16 RMSNorm of one row took ~18 µs, and a step runs 60 of them
+and 60 rotations. Here each is one pass in float32 that rounds where PyTorch's bfloat16 operations
+round, without fastmath (a fused multiply-add rounds differently): bit for bit the reference in
+bfloat16, up to summation order in float32. The rotation works in place on the step's q/k/v buffer.
+
+bfloat16 tensors are read as their raw 16 bits (numpy has no bfloat16) and widened as they are
+loaded: a bfloat16 is the top half of a float32, so the widening is a shift.
+
+Imported only through `minfer.kernels.cpu_kernels`, which decides first whether this process's
+numba.cuda is the simulator (numba reads that once, at import), and falls back to the PyTorch path
+where numba is missing. The PyTorch path stays the teaching path: the two must agree
+(tests/test_kernels.py), and a student's lab 3 always runs theirs.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba.core import types
+from numba.extending import overload
+
+# fastmath lets the compiler vectorise the dot products' reductions (reassociating the sums)
+_JIT = dict(nogil=True, fastmath=True, cache=True)
+_EXACT = dict(nogil=True, cache=True)  # the per-token operations: results round where PyTorch's do
+
+
+def _f32(x):
+    """An element as float32: float32 as is, bfloat16 bits (uint16) shifted into a float32's top half."""
+    raise NotImplementedError("compiled code only")
+
+
+def _bf16(x):
+    """A float32 as bfloat16 bits (uint16), rounded to nearest even, as PyTorch rounds."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_f32, inline="always")
+def _f32_impl(x):
+    if isinstance(x, types.Float):
+        return lambda x: np.float32(x)
+    if x == types.uint16:
+        return lambda x: np.uint32(np.uint32(x) << 16).view(np.float32)
+    return None
+
+
+@overload(_bf16, inline="always")
+def _bf16_impl(x):
+    def impl(x):
+        bits = np.float32(x).view(np.uint32)
+        return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+    return impl
+
+
+def _like(out, x):
+    """`x` (float32) as `out`'s elements are stored: float32 as is, bfloat16 bits rounded;
+    `_f32(_like(out, x))` is x rounded as a PyTorch operation producing `out`'s dtype rounds."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_like, inline="always")
+def _like_impl(out, x):
+    if out.dtype == types.uint16:
+        return lambda out, x: _bf16(x)
+    return lambda out, x: np.float32(x)
+
+
+@numba.njit(**_JIT)
+def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h, out, scores):
+    """out[g] = softmax(q[g] · keys / sqrt(D)) · values over one request's `length` cached tokens, KV head h."""
+    groups, dim = q.shape
+    qs = q * scale
+    top = np.full(groups, -np.inf, dtype=np.float32)
+    for b in range((length + block_size - 1) // block_size):
+        first, t0 = blocks[b] * block_size, b * block_size
+        for i in range(min(block_size, length - t0)):
+            key = k_cache[h, first + i]
+            for g in range(groups):
+                s = np.float32(0.0)
+                for d in range(dim):
+                    s += qs[g, d] * _f32(key[d])
+                scores[g, t0 + i] = s
+                top[g] = max(top[g], s)
+    for g in range(groups):  # subtract the row's max before exp: no overflow, however large the scores
+        total = np.float32(0.0)
+        for t in range(length):
+            e = np.exp(scores[g, t] - top[g])
+            scores[g, t] = e
+            total += e
+        for t in range(length):
+            scores[g, t] /= total
+    acc = np.zeros((groups, dim), dtype=np.float32)
+    for b in range((length + block_size - 1) // block_size):
+        first, t0 = blocks[b] * block_size, b * block_size
+        for i in range(min(block_size, length - t0)):
+            value = v_cache[h, first + i]
+            for g in range(groups):
+                p = scores[g, t0 + i]
+                for d in range(dim):
+                    acc[g, d] += p * _f32(value[d])
+    out[:, :] = acc
+
+
+@numba.njit(parallel=True, **_JIT)
+def _decode(q, k_cache, v_cache, blocks, lengths, block_size, scale, out):
+    n, kv_heads = q.shape[0], q.shape[1]
+    for job in numba.prange(n * kv_heads):
+        r, h = job // kv_heads, job % kv_heads
+        scores = np.empty((q.shape[2], lengths[r]), dtype=np.float32)
+        _one(q[r, h], k_cache, v_cache, blocks[r], lengths[r], block_size, scale, h, out[r, h], scores)
+
+
+def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
+                 lengths: torch.Tensor, block_size: int, out: torch.Tensor) -> None:
+    """q and out [N, H, D] (one token per request), caches [KVH, slots, D] float32 or bfloat16, blocks
+    [N, NB] (padding beyond each context is never read), lengths [N]: out = attention over each context."""
+    n, h, d = q.shape
+    kvh = k_cache.shape[0]
+    wide = out if out.dtype == torch.float32 else torch.empty(out.shape, dtype=torch.float32)
+    grouped = q.float().reshape(n, kvh, h // kvh, d)  # heads j*G ... j*G+G-1 share KV head j
+    result = wide.view(n, kvh, h // kvh, d)
+    _decode(grouped.numpy(), _raw(k_cache), _raw(v_cache), blocks.numpy(), lengths.numpy(), block_size,
+            np.float32(d ** -0.5), result.numpy())
+    if wide is not out:
+        out.copy_(wide)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _int8_rows(x, q, scale, out):
+    m, k = x.shape
+    xf = np.empty((m, k), dtype=np.float32)  # widened once, not once per weight row
+    for j in range(m):
+        for i in range(k):
+            xf[j, i] = _f32(x[j, i])
+    for r in numba.prange(q.shape[0]):  # each weight row is read once, for all the step's rows
+        s = _f32(scale[r])
+        for j in range(m):
+            acc = np.float32(0.0)
+            for i in range(k):
+                acc += np.float32(q[r, i]) * xf[j, i]
+            out[j, r] = _bf16(acc * s)
+
+
+def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, in] bfloat16 @ (q [out, in] int8 * scale [out] bfloat16).T -> [M, out] bfloat16 (into
+    `out` when given), computed in float32 as torch's `_weight_int8pack_mm` does; for a few rows."""
+    out = torch.empty(x.shape[0], q.shape[0], dtype=torch.bfloat16) if out is None else out
+    _int8_rows(_raw(x.contiguous()), q.numpy(), _raw(scale), _raw(out))
+    return out
+
+
+@numba.njit(parallel=True, **_EXACT)
+def _rms_norm(x, w, eps, out):
+    rows, n = x.shape
+    for r in numba.prange(rows):
+        squares = np.float32(0.0)
+        for i in range(n):
+            squares += _f32(x[r, i]) * _f32(x[r, i])
+        inv = np.float32(1.0) / np.sqrt(squares / np.float32(n) + eps)
+        for i in range(n):  # normalised in float32, rounded to the storage dtype, then scaled
+            normed = _f32(_like(out, _f32(x[r, i]) * inv))
+            out[r, i] = _like(out, _f32(w[i]) * normed)
+
+
+@numba.njit(parallel=True, **_EXACT)
+def _rope(x, cos, sin):
+    tokens, heads, dim = x.shape
+    half = dim // 2
+    for t in numba.prange(tokens):
+        for h in range(heads):
+            for i in range(half):  # x * cos + rotate_half(x) * sin: each product, and the sum, rounded
+                a, b = _f32(x[t, h, i]), _f32(x[t, h, i + half])
+                a_cos, b_sin = _f32(_like(x, a * _f32(cos[t, 0, i]))), _f32(_like(x, -b * _f32(sin[t, 0, i])))
+                b_cos = _f32(_like(x, b * _f32(cos[t, 0, i + half])))
+                a_sin = _f32(_like(x, a * _f32(sin[t, 0, i + half])))
+                x[t, h, i], x[t, h, i + half] = _like(x, a_cos + b_sin), _like(x, b_cos + a_sin)
+
+
+@numba.njit(parallel=True, **_EXACT)
+def _swiglu(gate_up, out):
+    rows, n = out.shape
+    for r in numba.prange(rows):
+        for i in range(n):
+            g = _f32(gate_up[r, i])
+            silu = _f32(_like(out, g / (np.float32(1.0) + np.exp(-g))))
+            out[r, i] = _like(out, silu * _f32(gate_up[r, n + i]))
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """graph.layers.rms_norm, compiled."""
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])  # q/k norms (Qwen3) pass [T, heads, D]
+    out = torch.empty(shape, dtype=x.dtype) if out is None else out
+    _rms_norm(_raw(x), _raw(weight), np.float32(eps), _raw(out.view(-1, shape[-1])))
+    return out
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """graph.layers.apply_rope, compiled, rotating `x` in place (and returning it)."""
+    _rope(_raw(x), _raw(cos), _raw(sin))
+    return x
+
+
+def swiglu(gate_up: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """graph.layers.swiglu, compiled."""
+    out = torch.empty(gate_up.shape[0], gate_up.shape[1] // 2, dtype=gate_up.dtype) if out is None else out
+    _swiglu(_raw(gate_up), _raw(out))
+    return out
+
+
+def _raw(t: torch.Tensor) -> np.ndarray:
+    """The tensor's memory as numpy sees it, uncopied: bfloat16 as uint16 bits."""
+    return (t.view(torch.uint16) if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def set_threads(n: int) -> None:
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+def warm_up(dtype: torch.dtype = torch.float32) -> None:
+    """Compile for `dtype` now (or load numba's cache), so that no request waits for the compiler."""
+    q, cache = torch.zeros(1, 2, 4, dtype=dtype), torch.zeros(1, 4, 4, dtype=dtype)
+    paged_decode(q, cache, cache, torch.zeros(1, 1, dtype=torch.long), torch.ones(1, dtype=torch.long), 4,
+                 torch.empty_like(q))
+    x, qkv = torch.ones(2, 4, dtype=dtype), torch.ones(2, 3, 4, dtype=dtype)  # as the forward pass has them
+    rms_norm(x, x[0], 1e-6, out=torch.empty_like(x))
+    apply_rope(qkv[:, :2], qkv[:, :1], qkv[:, :1].contiguous())
+    swiglu(x, out=torch.empty(2, 2, dtype=dtype))
+    if dtype == torch.bfloat16:
+        int8_matmul(torch.zeros(1, 4, dtype=dtype), torch.zeros(2, 4, dtype=torch.int8), torch.ones(2, dtype=dtype))
