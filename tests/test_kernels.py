@@ -145,6 +145,47 @@ def test_int8_engine_decodes_as_its_bfloat16_widening_does(tiny, monkeypatch):
         torch.testing.assert_close(logits, torch_logits, atol=5e-2, rtol=2e-2)
 
 
+def logits_of_batch(llm: LLM, prompts: list[list[int]], params: SamplingParams) -> tuple[list, torch.Tensor]:
+    seen = record_logits(llm)
+    tokens = [o.token_ids for o in llm.generate(prompts, params)]
+    return tokens, torch.cat(seen)
+
+
+class CountingLayers:
+    """A model's DecodeLayers, counting the steps it runs."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.steps = inner, 0
+
+    def takes(self, meta, rows: int) -> bool:
+        return self.inner.takes(meta, rows)
+
+    def __call__(self, *args) -> None:
+        self.steps += 1
+        self.inner(*args)
+
+
+def test_compiled_decode_layers_give_the_layer_by_layer_bits(tiny, tiny_dir):
+    """Decode steps of one or two rows run every layer in one compiled call: the same tokens and the
+    same logits, bit for bit, as layer by layer; steps of more rows go layer by layer."""
+    int8_or_skip()
+    compiled_or_skip(torch.bfloat16)
+    # no prefix cache: a second run would prefill from cached blocks, which rounds differently
+    llm = LLM(tiny, kv_cache_mb=1, dtype="bfloat16", quantize="int8", enable_prefix_cache=False)
+    fused = llm.model.decode_layers
+    params = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
+    for batch, fused_steps in (([list(range(3, 40))], 9), ([list(range(3, 40)), list(range(50, 61))], 9),
+                               ([[5, 6, 7], [8, 9], [10]], 0)):  # after one prefill step, 9 decode steps
+        llm.model.decode_layers = counting = CountingLayers(fused)
+        tokens, logits = logits_of_batch(llm, batch, params)
+        assert counting.steps == fused_steps
+        llm.model.decode_layers = None
+        layer_tokens, layer_logits = logits_of_batch(llm, batch, params)
+        assert tokens == layer_tokens and torch.equal(logits, layer_logits)
+    # q/k/v biases (Qwen2) are not what it runs: such a model decodes layer by layer
+    assert LLM(str(tiny_dir("qwen2")), kv_cache_mb=1, dtype="bfloat16", quantize="int8").model.decode_layers is None
+
+
 def test_int8_needs_bfloat16_on_a_cpu(tiny):
     int8_or_skip()
     with pytest.raises(ValueError, match="dtype bfloat16"):

@@ -167,17 +167,17 @@ def cmd_lab(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .benchmarks.engine import run_bench
 
     return run_bench(a)
 
 
-def _server_module(name: str):
-    """A module of minfer.server; its dependencies are an extra, so say how to get them."""
+def _server_module(name: str, package: str = "server"):
+    """A module of minfer.server (or the benchmark that loads it); their dependencies are an extra, so say how to get them."""
     import importlib
 
     try:
-        return importlib.import_module(f"minfer.server.{name}")
+        return importlib.import_module(f"minfer.{package}.{name}")
     except ImportError as e:
         raise RuntimeError(f"the server needs extra packages ({e.name} is missing): pip install 'minfer[serve]'") from e
 
@@ -189,7 +189,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_bench_serve(a: argparse.Namespace) -> int:
-    return _server_module("loadbench").run_load_bench(a, lambda: _llm(a))
+    return _server_module("serve", package="benchmarks").run_load_bench(a, lambda: _llm(a))
 
 
 def cmd_bench_matmul(a: argparse.Namespace) -> int:

@@ -91,13 +91,16 @@ def build_model(
     head = get(lm_head)  # [vocab, hidden] = [out, in]; a kernel wanting [in, out] reads it transposed, uncopied
     head = head if out_in else head.t()
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
+    llama = all(lt.q_bias is None and lt.q_norm is None for lt in t.layers)  # what DecodeLayers runs
+    fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps) if quantize and compiled and llama else None
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
     step_bytes = sum(_nbytes(w, decode=True) for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
                  step_bytes=step_bytes,
                  ops=ops or reference_ops(compiled), fused_prefill=ops is None,
-                 decode_kernel=None if compiled is None else compiled.paged_decode, compile_s=time.perf_counter() - start)
+                 decode_kernel=None if compiled is None else compiled.paged_decode, decode_layers=fused,
+                 compile_s=time.perf_counter() - start)
 
 
 def _nbytes(w: torch.Tensor | Int8Weight, decode: bool = False) -> int:

@@ -63,6 +63,9 @@ class Model:
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
     # decode through a compiled paged-attention kernel (minfer.kernels.decode_kernel); None: ops.attention
     decode_kernel: Callable[..., None] | None = None
+    # every layer of a decode-only step in one compiled call (minfer.kernels.cpu_numba.DecodeLayers); None:
+    # always layer by layer (run_layers)
+    decode_layers: Callable[..., None] | None = None
     compile_s: float = 0.0  # seconds spent compiling (or loading from numba's cache) the decode kernel
     timeline: Timeline | None = None  # when set, every operator of every layer is timed
 
@@ -95,18 +98,32 @@ class Model:
         logit_rows: torch.Tensor,  # rows whose next-token logits are wanted
         ws: Workspace,
     ) -> torch.Tensor:
-        cfg, mm, eps = self.cfg, self.matmul, self.cfg.rms_norm_eps
-        L: ModuleType = self.ops.layers
-        rms_norm, apply_rope, swiglu = L.rms_norm, L.apply_rope, L.swiglu
+        mm, eps, L = self.matmul, self.cfg.rms_norm_eps, self.ops.layers
         meta.fused_prefill = self.fused_prefill  # the model, not the batch, picks the attention kernels
         meta.decode_kernel = self.decode_kernel
         t = ids.shape[0]
         b = {name: ws.take(shape, self.dtype) for name, shape in self.buffer_plan(t).items()}
-        x, h, attn, proj = b["x"], b["h"], b["attn"], b["proj"]
+        x = b["x"]
         span = self.timeline.span if self.timeline else no_span
         with span("embed"):
             x.copy_(self.embed(ids))
             cos, sin = L.rope_cos_sin(positions, self.inv_freq, x.dtype)
+        if self.decode_layers is not None and self.decode_layers.takes(meta, t):
+            with span("layers (compiled)"):  # every layer in one call, the same kernels as below
+                self.decode_layers(x, cos, sin, meta, kv_cache, b)
+        else:
+            self.run_layers(x, cos, sin, meta, kv_cache, b, span)
+        with span("lm_head"):
+            last = L.rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
+            return mm(last, self.lm_head).float()
+
+    def run_layers(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttnMeta,
+                   kv_cache: list[tuple[torch.Tensor, torch.Tensor]], b: dict[str, torch.Tensor], span) -> None:
+        """The decoder layers, one after another, on x [T, hidden] in place."""
+        cfg, mm, eps, t = self.cfg, self.matmul, self.cfg.rms_norm_eps, x.shape[0]
+        L: ModuleType = self.ops.layers
+        rms_norm, apply_rope, swiglu = L.rms_norm, L.apply_rope, L.swiglu
+        h, attn, proj = b["h"], b["attn"], b["proj"]
         for w, (k_cache, v_cache) in zip(self.layers, kv_cache):
             with span("attn_norm"):
                 rms_norm(x, w.attn_norm, eps, out=h)
@@ -130,6 +147,3 @@ class Model:
                 rms_norm(x, w.mlp_norm, eps, out=h)
             with span("mlp"):
                 x += mm(swiglu(mm(h, w.gate_up, b["gate_up"]), out=b["act"]), w.down, proj)
-        with span("lm_head"):
-            last = rms_norm(x.index_select(0, logit_rows), self.final_norm, eps)
-            return mm(last, self.lm_head).float()

@@ -82,9 +82,13 @@ def _like_impl(out, x):
 
 @numba.njit(**_JIT)
 def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h, out, scores):
-    """out[g] = softmax(q[g] · keys / sqrt(D)) · values over one request's `length` cached tokens, KV head h."""
+    """out[g] = softmax(q[g] · keys / sqrt(D)) · values over one request's `length` cached tokens, KV head h;
+    q and out [G, D]: the query heads that read KV head h."""
     groups, dim = q.shape
-    qs = q * scale
+    qs = np.empty((groups, dim), dtype=np.float32)
+    for g in range(groups):
+        for d in range(dim):
+            qs[g, d] = _f32(q[g, d]) * scale
     top = np.full(groups, -np.inf, dtype=np.float32)
     for b in range((length + block_size - 1) // block_size):
         first, t0 = blocks[b] * block_size, b * block_size
@@ -113,31 +117,28 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h, out, scores)
                 p = scores[g, t0 + i]
                 for d in range(dim):
                     acc[g, d] += p * _f32(value[d])
-    out[:, :] = acc
+    for g in range(groups):
+        for d in range(dim):
+            out[g, d] = _like(out, acc[g, d])
 
 
 @numba.njit(parallel=True, **_JIT)
 def _decode(q, k_cache, v_cache, blocks, lengths, block_size, scale, out):
-    n, kv_heads = q.shape[0], q.shape[1]
+    n, kv_heads = q.shape[0], k_cache.shape[0]
+    groups = q.shape[1] // kv_heads  # heads j*G ... j*G+G-1 share KV head j
     for job in numba.prange(n * kv_heads):
         r, h = job // kv_heads, job % kv_heads
-        scores = np.empty((q.shape[2], lengths[r]), dtype=np.float32)
-        _one(q[r, h], k_cache, v_cache, blocks[r], lengths[r], block_size, scale, h, out[r, h], scores)
+        scores = np.empty((groups, lengths[r]), dtype=np.float32)
+        heads = slice(h * groups, (h + 1) * groups)
+        _one(q[r, heads], k_cache, v_cache, blocks[r], lengths[r], block_size, scale, h, out[r, heads], scores)
 
 
 def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
                  lengths: torch.Tensor, block_size: int, out: torch.Tensor) -> None:
-    """q and out [N, H, D] (one token per request), caches [KVH, slots, D] float32 or bfloat16, blocks
-    [N, NB] (padding beyond each context is never read), lengths [N]: out = attention over each context."""
-    n, h, d = q.shape
-    kvh = k_cache.shape[0]
-    wide = out if out.dtype == torch.float32 else torch.empty(out.shape, dtype=torch.float32)
-    grouped = q.float().reshape(n, kvh, h // kvh, d)  # heads j*G ... j*G+G-1 share KV head j
-    result = wide.view(n, kvh, h // kvh, d)
-    _decode(grouped.numpy(), _raw(k_cache), _raw(v_cache), blocks.numpy(), lengths.numpy(), block_size,
-            np.float32(d ** -0.5), result.numpy())
-    if wide is not out:
-        out.copy_(wide)
+    """q and out [N, H, D] (one token per request), caches [KVH, slots, D], all float32 or all bfloat16,
+    blocks [N, NB] (padding beyond each context is never read), lengths [N]: out = attention over each context."""
+    _decode(_raw(q), _raw(k_cache), _raw(v_cache), blocks.numpy(), lengths.numpy(), block_size,
+            np.float32(q.shape[-1] ** -0.5), _raw(out))
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -221,6 +222,74 @@ def swiglu(gate_up: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tens
     out = torch.empty(gate_up.shape[0], gate_up.shape[1] // 2, dtype=gate_up.dtype) if out is None else out
     _swiglu(_raw(gate_up), _raw(out))
     return out
+
+
+@numba.njit(**_EXACT)
+def _add(x, y):  # x += y, rounded as x's dtype rounds
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            x[r, i] = _like(x, _f32(x[r, i]) + _f32(y[r, i]))
+
+
+@numba.njit(**_EXACT)
+def _layers(x, cos, sin, slots, blocks, lengths, block_size, eps, weights, k_caches, v_caches,
+            h, qkv, attn, proj, gate_up, act):
+    """Every decoder layer of a decode step, as graph/model.py's forward runs them, kernel for kernel."""
+    m, heads, dim = attn.shape
+    kv_heads = k_caches[0].shape[0]
+    heads3 = qkv.reshape(m, heads + 2 * kv_heads, dim)  # q heads, k heads, v heads
+    for layer in range(len(weights)):
+        qkv_q, qkv_s, o_q, o_s, gate_up_q, gate_up_s, down_q, down_s, attn_norm, mlp_norm = weights[layer]
+        k_cache, v_cache = k_caches[layer], v_caches[layer]
+        _rms_norm(x, attn_norm, eps, h)
+        _int8_rows(h, qkv_q, qkv_s, qkv)
+        _rope(heads3[:, :heads], cos, sin)
+        _rope(heads3[:, heads:heads + kv_heads], cos, sin)
+        for r in range(m):  # graph/attention.py's write_kv
+            k_cache[:, slots[r]] = heads3[r, heads:heads + kv_heads]
+            v_cache[:, slots[r]] = heads3[r, heads + kv_heads:]
+        _decode(heads3[:, :heads], k_cache, v_cache, blocks, lengths, block_size, np.float32(dim ** -0.5), attn)
+        _int8_rows(attn.reshape(m, heads * dim), o_q, o_s, proj)
+        _add(x, proj)
+        _rms_norm(x, mlp_norm, eps, h)
+        _int8_rows(h, gate_up_q, gate_up_s, gate_up)
+        _swiglu(gate_up, act)
+        _int8_rows(act, down_q, down_s, proj)
+        _add(x, proj)
+
+
+class DecodeLayers:
+    """All decoder layers of a decode step in one compiled call, for int8 weights (Int8Weight) on a
+    Llama-shaped model (no q/k/v bias, no q/k norms). The same kernels run in the same order as in
+    graph/model.py's layer-by-layer forward, so the results are the same bits; what goes is the ~30
+    Python-level calls per layer, each converting its tensors for numba: ~4 of a 12 ms SmolLM2 step.
+
+    Steps with a prompt chunk, or more rows than the int8 product takes, run layer by layer."""
+
+    def __init__(self, layers: list, eps: float) -> None:
+        self.eps = np.float32(eps)
+        self.weights = numba.typed.List([  # numpy views, made once: the weights never move
+            (w.qkv.q.numpy(), _raw(w.qkv.scale), w.o.q.numpy(), _raw(w.o.scale), w.gate_up.q.numpy(),
+             _raw(w.gate_up.scale), w.down.q.numpy(), _raw(w.down.scale), _raw(w.attn_norm), _raw(w.mlp_norm))
+            for w in layers])
+        self._caches: tuple | None = None  # (the engine's KV cache list, its numpy views), on first use
+
+    def takes(self, meta, rows: int) -> bool:
+        """Whether this step is one this runs: decodes only, in one group, as few rows as the int8 product takes."""
+        from . import INT8_MAX_ROWS  # read per step: a test may change it
+
+        return not meta.prefill and len(meta.decode) == 1 and rows <= INT8_MAX_ROWS
+
+    def __call__(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta, kv_cache: list,
+                 buffers: dict[str, torch.Tensor]) -> None:
+        """Run every layer on x [rows, hidden] in place; `buffers` are the step's (Model.buffer_plan)."""
+        if self._caches is None or self._caches[0] is not kv_cache:
+            self._caches = (kv_cache, numba.typed.List([_raw(k) for k, _ in kv_cache]),
+                            numba.typed.List([_raw(v) for _, v in kv_cache]))
+        group, b = meta.decode[0], {name: _raw(t) for name, t in buffers.items() if name != "x"}
+        _layers(_raw(x), _raw(cos), _raw(sin), meta.slot_mapping.numpy(), group.blocks.numpy(), group.lengths.numpy(),
+                meta.block_size, self.eps, self.weights, self._caches[1], self._caches[2],
+                b["h"], b["qkv"], b["attn"], b["proj"], b["gate_up"], b["act"])
 
 
 def _raw(t: torch.Tensor) -> np.ndarray:

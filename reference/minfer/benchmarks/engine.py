@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import SamplingParams
-from .engine import LLM
-from .graph.model import reference_ops
-from .kernels import Int8Weight, can_quantize, torch_matmul
+from ..core import SamplingParams
+from ..engine import LLM
+from ..graph.model import reference_ops
+from ..kernels import Int8Weight, can_quantize, torch_matmul
 
 
 @dataclass
@@ -221,9 +221,11 @@ def _decode_32(engine: LLM, prompt: list[int]) -> float:
 
 
 def compiled_switches(engine: LLM, prompt: list[int]) -> list[Switch]:
-    """The compiled RMSNorm, rotation and SwiGLU, and for int8 weights the compiled int8 product (both
-    minfer.kernels.cpu_kernels), each against the PyTorch path, on one request's decode."""
+    """The compiled kernels of minfer.kernels.cpu_kernels, each against the PyTorch path, on one
+    request's decode: every layer in one call (int8 weights), then, layer by layer where they act,
+    RMSNorm/RoPE/SwiGLU and the int8 product."""
     model = engine.model
+    fused = model.decode_layers
 
     def on_off(attr: str, off) -> tuple[float, float]:  # the model's own `attr`, then `off` in its place
         on = getattr(model, attr)
@@ -235,12 +237,19 @@ def compiled_switches(engine: LLM, prompt: list[int]) -> list[Switch]:
             setattr(model, attr, on)
 
     rows = []
-    if getattr(model.ops, "compiled", None) is not None:
-        rows.append(Switch("compiled RMSNorm/RoPE/SwiGLU: batch-1 decode of 32 tokens, s",
-                           *on_off("ops", reference_ops()), "s"))
-    if model.matmul is not torch_matmul and isinstance(model.lm_head, Int8Weight):  # against torch's int8 kernel
-        rows.append(Switch("compiled int8 product: batch-1 decode of 32 tokens, s",
-                           *on_off("matmul", torch_matmul), "s"))
+    if fused is not None:
+        rows.append(Switch("layers in one compiled call: batch-1 decode of 32 tokens, s",
+                           *on_off("decode_layers", None), "s"))
+    model.decode_layers = None
+    try:
+        if getattr(model.ops, "compiled", None) is not None:
+            rows.append(Switch("compiled RMSNorm/RoPE/SwiGLU: batch-1 decode of 32 tokens, s",
+                               *on_off("ops", reference_ops()), "s"))
+        if model.matmul is not torch_matmul and isinstance(model.lm_head, Int8Weight):  # vs torch's int8 kernel
+            rows.append(Switch("compiled int8 product: batch-1 decode of 32 tokens, s",
+                               *on_off("matmul", torch_matmul), "s"))
+    finally:
+        model.decode_layers = fused
     return rows
 
 
@@ -299,7 +308,7 @@ def bandwidth_line(llm: LLM, decode_tps: float, bw: float | None = None) -> str:
 
 def profile_run(llm: LLM, path: str, seed: int) -> None:
     """A short mixed workload under the timeline, memory probe and hardware monitor."""
-    from .diagnostics.hardware import HardwareMonitor
+    from ..diagnostics.hardware import HardwareMonitor
 
     rng = random.Random(seed)
     prompts = [_prompt(rng, rng.randint(16, 256), llm.config.vocab_size) for _ in range(8)]

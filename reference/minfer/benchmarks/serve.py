@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..engine import LLM
-from .runner import BackgroundServer
+from ..server.runner import BackgroundServer
 
 QUANTILES = (0.5, 0.9, 0.99)
 
