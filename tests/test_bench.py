@@ -27,9 +27,11 @@ def test_bench_prints_ratios(tiny_dir, capsys):
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     # the same run adds the faster dtype path, against transformers in bfloat16, with its accuracy
     assert fast.startswith(": ") and "bfloat16 with int8 weights (decode)" in fast.splitlines()[0]
-    rows = [line for line in fast.splitlines() if line.startswith("| batch-1 decode")]
-    cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert len(rows) == 1 and float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), fast
+    rows = [line for line in fast.split("| optimisation")[0].splitlines()[3:] if line.startswith("| ")]
+    assert len(rows) == 2 and "batch-1 decode" in rows[0] and "serving 3 requests" in rows[1], fast
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     rows = [line for line in fast.split("| optimisation (same run")[1].splitlines() if line.startswith("| ")]
     assert len(rows) == 3 and "layers in one compiled call" in rows[0], fast
     assert "compiled RMSNorm" in rows[1] and "compiled int8 product" in rows[2], fast

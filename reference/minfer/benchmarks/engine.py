@@ -121,16 +121,20 @@ def bench_decode(llm: LLM, hf, prompt: list[int], n: int, long_prompt: list[int]
     return rows
 
 
-def bench_fast_path(llm: LLM, with_hf: bool, prompt: list[int], n: int) -> tuple[LLM, list[Row]]:
+def bench_fast_path(llm: LLM, with_hf: bool, prompt: list[int], n: int, requests: int, seed: int,
+                    serve: bool) -> tuple[LLM, list[Row]]:
     """The faster dtype path beside a float32 run: the same model with bfloat16 activations and int8
-    decode weights (minfer.kernels.Int8Weight), against transformers in bfloat16."""
+    decode weights (minfer.kernels.Int8Weight), against transformers in bfloat16: batch-1 decode,
+    and with `serve` the serving workload."""
     fast = LLM(llm.path, device=llm.device.name, dtype="bfloat16", quantize="int8")
-    row = Row(f"batch-1 decode, tokens/s ({n} tokens)", _minfer_decode(fast, prompt, n), None, True)
-    if with_hf:
-        hf = _hf_model(fast.path, torch.bfloat16, llm.device.name)
-        row.hf = _hf_decode(hf, prompt, n)[1]
-        del hf
-    return fast, [row]
+    rows = [Row(f"batch-1 decode, tokens/s ({n} tokens)", _minfer_decode(fast, prompt, n), None, True)]
+    hf = _hf_model(fast.path, torch.bfloat16, llm.device.name) if with_hf else None
+    if hf is not None:
+        rows[0].hf = _hf_decode(hf, prompt, n)[1]
+    if serve:
+        rows += bench_serving(fast, hf, requests, seed)
+    del hf
+    return fast, rows
 
 
 @dataclass
@@ -449,7 +453,8 @@ def run_bench(a: argparse.Namespace) -> int:
     # beside a float32 run, the faster dtype path too, so that one run prints every ratio
     if ("fast" not in a.skip and "decode" not in a.skip and a.dtype == "float32" and not a.quantize
             and can_quantize(llm.device, torch.bfloat16)):
-        fast, rows = bench_fast_path(llm, hf is not None, decode_prompt, a.decode_tokens)
+        fast, rows = bench_fast_path(llm, hf is not None, decode_prompt, a.decode_tokens, a.requests, a.seed,
+                                     serve="serve" not in a.skip)
         print_table(rows, f"faster dtype path: {a.model}, bfloat16 with int8 weights (decode), against transformers "
                           f"in bfloat16, {where}")
         print(bandwidth_line(fast, rows[0].minfer, bw))
