@@ -253,6 +253,18 @@ def test_compiled_decode_kernel_matches_gather_and_attend(heads, kv_heads, block
     torch.testing.assert_close(out, want, atol=tol, rtol=tol)
 
 
+def test_compiled_softmax_exp_is_accurate_to_a_float32_ulp():
+    """The decode kernel's vectorisable exp, over the range a shifted softmax score can take."""
+    import numpy as np
+
+    exp = compiled_or_skip()._exp
+    x = np.concatenate([np.linspace(-87, 0, 20001, dtype=np.float32), np.float32([-1e-8, -0.5, -20.25])])
+    got = np.array([exp(v) for v in x], dtype=np.float64)
+    want = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(got - want) / want) < 1.2e-7
+    assert exp(np.float32(-200.0)) < 1e-37  # far below: as good as 0 for a softmax
+
+
 def test_compiled_decode_kernel_reads_no_padding():
     """Blocks past a context's length may be anything (a padded table repeats its first block)."""
     kernel = decode_kernel_or_skip()
