@@ -213,7 +213,7 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         del wide
     if kernel is not None:  # float32 or bfloat16 on a CPU with numba installed
         llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
-        rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load at start): "
+        rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load all at start): "
                            f"{len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),
                            decode_batch(False), "s"))
     return rows + compiled_switches(llm, long_prompt)

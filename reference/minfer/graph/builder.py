@@ -92,7 +92,9 @@ def build_model(
     head = head if out_in else head.t()
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
     llama = all(lt.q_bias is None and lt.q_norm is None for lt in t.layers)  # what DecodeLayers runs
-    fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps) if quantize and compiled and llama else None
+    fused = None
+    if quantize == "int8" and compiled is not None and llama:
+        fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps)
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
     step_bytes = sum(_nbytes(w, decode=True) for w in step)

@@ -61,12 +61,12 @@ class Model:
     step_bytes: int = 0  # bytes of weights a one-row decode step reads (the bench's bandwidth bound)
     ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
-    # decode through a compiled paged-attention kernel (minfer.kernels.decode_kernel); None: ops.attention
+    # decode through a compiled paged-attention kernel (minfer.kernels.cpu_kernels); None: ops.attention
     decode_kernel: Callable[..., None] | None = None
     # every layer of a decode-only step in one compiled call (minfer.kernels.cpu_numba.DecodeLayers); None:
     # always layer by layer (run_layers)
     decode_layers: Callable[..., None] | None = None
-    compile_s: float = 0.0  # seconds spent compiling (or loading from numba's cache) the decode kernel
+    compile_s: float = 0.0  # seconds spent compiling (or loading from numba's cache) the compiled kernels
     timeline: Timeline | None = None  # when set, every operator of every layer is timed
 
     def __post_init__(self) -> None:

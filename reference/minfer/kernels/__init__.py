@@ -105,10 +105,10 @@ class Int8Weight:
     """A weight [out, in] quantized to int8, one scale per output row (symmetric, weight-only: the
     activations stay bfloat16). A decode step streams half the bytes of bfloat16, through the compiled
     int8 product (cpu_numba.int8_matmul) or else torch's int8 kernel (`_weight_int8pack_mm`, the one
-    gpt-fast and torchao use on a CPU); steps of more
-    rows use `wide`, the same quantized values widened back to bfloat16 (and prepacked), since the
-    int8 kernel is slower than oneDNN once a product has a few rows to compute. Both paths compute
-    with the same rounded weights, so prefill and decode agree."""
+    gpt-fast and torchao use on a CPU); steps of more rows use `wide`, the same quantized values
+    widened back to bfloat16 (and prepacked), since the int8 kernels are slower than oneDNN once a
+    product has a few rows to compute. Both paths compute with the same rounded weights, so prefill
+    and decode agree."""
 
     q: torch.Tensor  # [out, in] int8
     scale: torch.Tensor  # [out], the activations' dtype: row r stands for q[r] * scale[r]
