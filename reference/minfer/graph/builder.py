@@ -94,7 +94,7 @@ def build_model(
     llama = all(lt.q_bias is None and lt.q_norm is None for lt in t.layers)  # what DecodeLayers runs
     fused = None
     if quantize == "int8" and compiled is not None and llama:
-        fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps)
+        fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
     step_bytes = sum(_nbytes(w, decode=True) for w in step)

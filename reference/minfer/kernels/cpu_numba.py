@@ -281,13 +281,21 @@ class DecodeLayers:
 
     Steps with a prompt chunk, or more rows than the int8 product takes, run layer by layer."""
 
-    def __init__(self, layers: list, eps: float) -> None:
+    def __init__(self, layers: list, eps: float, heads: int, kv_heads: int, head_dim: int) -> None:
         self.eps = np.float32(eps)
         self.weights = numba.typed.List([  # numpy views, made once: the weights never move
             (w.qkv.q.numpy(), _raw(w.qkv.scale), w.o.q.numpy(), _raw(w.o.scale), w.gate_up.q.numpy(),
              _raw(w.gate_up.scale), w.down.q.numpy(), _raw(w.down.scale), _raw(w.attn_norm), _raw(w.mlp_norm))
             for w in layers])
         self._caches: tuple | None = None  # (the engine's KV cache list, its numpy views), on first use
+        # compile now (or load numba's cache): one step of one token over a one-slot cache, all zeros
+        hidden, inter, zeros = layers[0].qkv.q.shape[1], layers[0].down.q.shape[1], np.zeros
+        caches = numba.typed.List([zeros((kv_heads, 1, head_dim), np.uint16) for _ in layers])
+        _layers(zeros((1, hidden), np.uint16), *[zeros((1, 1, head_dim), np.uint16)] * 2, zeros(1, np.int64),
+                zeros((1, 1), np.int64), np.ones(1, np.int64), 1, self.eps, self.weights, caches, caches,
+                zeros((1, hidden), np.uint16), zeros((1, layers[0].qkv.q.shape[0]), np.uint16),
+                zeros((1, heads, head_dim), np.uint16), zeros((1, hidden), np.uint16),
+                zeros((1, 2 * inter), np.uint16), zeros((1, inter), np.uint16))
 
     def takes(self, meta, rows: int) -> bool:
         """Whether this step is one this runs: decodes only, in one group, as few rows as the int8 product takes."""
