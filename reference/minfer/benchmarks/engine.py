@@ -190,9 +190,6 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         engine.generate(prompts[:1], SamplingParams(temperature=0, max_tokens=2))  # warm-up
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
-    def one(engine: LLM) -> float:
-        return _decode_32(engine, long_prompt)
-
     head = llm.model.lm_head
     packed = isinstance(head, torch.Tensor) and head.is_mkldnn
     rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
@@ -204,11 +201,13 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         unpacked = LLM(llm.path, device=llm.device.name, dtype=dtype, prepack_weights=False)
         rows.append(Switch(f"prepacked weights (oneDNN): {2 * requests} requests x 32 tokens, s", mixed(llm),
                            mixed(unpacked), "s"))
-        rows.append(Switch("prepacked weights (oneDNN): batch-1 decode of 32 tokens, s", one(llm), one(unpacked), "s"))
+        rows.append(Switch("prepacked weights (oneDNN): batch-1 decode of 32 tokens, s", _decode_32(llm, long_prompt),
+                           _decode_32(unpacked, long_prompt), "s"))
         del unpacked
     if isinstance(head, Int8Weight):  # against the same engine with its bfloat16 weights
         wide = LLM(llm.path, device=llm.device.name, dtype=dtype)
-        rows.append(Switch("int8 weights: batch-1 decode of 32 tokens, s", one(llm), one(wide), "s"))
+        rows.append(Switch("int8 weights: batch-1 decode of 32 tokens, s", _decode_32(llm, long_prompt),
+                           _decode_32(wide, long_prompt), "s"))
         rows.append(Switch(f"int8 weights: {2 * requests} requests x 32 tokens, s", mixed(llm), mixed(wide), "s"))
         del wide
     if kernel is not None:  # float32 or bfloat16 on a CPU with numba installed
