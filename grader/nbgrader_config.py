@@ -9,7 +9,7 @@ import warnings
 
 from sqlalchemy.exc import SAWarning
 
-from minfer.course.grading.nbgrader_plugin import autograde_preprocessors, exclude_overwriting
+from minfer_course.grading.nbgrader_plugin import autograde_preprocessors, exclude_overwriting
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 COURSE = os.path.dirname(os.path.abspath(__file__))
@@ -28,7 +28,7 @@ c.Execute.timeout = 300
 
 # Autograde never runs a student's cells in a kernel: SandboxResults takes Execute's place and
 # fills each autograded cell with the outcome of the lab's suites and the notebook's test cells,
-# run on the submission in a separate, limited process (minfer/course/grading/).
+# run on the submission in a separate, limited process (minfer_course/grading/).
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 c.SandboxResults.course_root = COURSE
 

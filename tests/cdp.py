@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import websocket
-from minfer.course.slides.pdf import chromium_args
+from minfer_course.slides.pdf import chromium_args
 
 KEYS = {"ArrowRight": 39, "ArrowLeft": 37, "End": 35, "Home": 36}
 

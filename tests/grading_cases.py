@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minfer.course.grading.config import LabGrading
-from minfer.course.labs import REPO, reference_file
+from minfer_course.grading.config import LabGrading
+from minfer_course.labs import REPO, reference_file
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minfer.course.tracer import trace
+from minfer_course.tracer import trace
 from minfer.hal.cudasim import launch, numba_cuda
 
 cuda = numba_cuda(simulate=True)

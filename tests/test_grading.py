@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 
 from grading_cases import Case, hostile_cases, lab_files, notebook_cases
-from minfer.course.grading import course as grader
-from minfer.course.grading.config import QUICK, Limits, load_grading
-from minfer.course.grading.leakscan import LeakError, fingerprints, scan
-from minfer.course.grading.results import SubmissionResult
-from minfer.course.labs import LABS, REPO
-from minfer.course.runner import materialize_wrong_solution, wrong_solution_specs
+from minfer_course.grading import course as grader
+from minfer_course.grading.config import QUICK, Limits, load_grading
+from minfer_course.grading.leakscan import LeakError, fingerprints, scan
+from minfer_course.grading.results import SubmissionResult
+from minfer_course.labs import LABS, REPO
+from minfer_course.runner import materialize_wrong_solution, wrong_solution_specs
 
 HOSTILE_LIMITS = Limits(wall_s=45, test_s=15, memory_mb=3072, output_mb=16)
 HOSTILE_LAB = next(iter(LABS))
@@ -262,7 +262,7 @@ def test_handout_points_table_matches_the_grading_config():
 
 
 def test_student_edition_wheel_has_no_answers(tmp_path):
-    from minfer.course.grading.edition import build_edition, build_wheel, unowned_solution_regions
+    from minfer_course.grading.edition import build_edition, build_wheel, unowned_solution_regions
 
     edition = build_edition(tmp_path / "ed", LABS.values())
     assert unowned_solution_regions(edition) == []
@@ -283,8 +283,8 @@ def test_without_namespaces_the_audit_hook_still_refuses_processes_and_network(t
     """What an unprivileged container gets (no unshare): the same refusals, from the audit hook alone."""
     from dataclasses import replace
 
-    from minfer.course.grading import grade
-    from minfer.course.grading.submission import read_submission
+    from minfer_course.grading import grade
+    from minfer_course.grading.submission import read_submission
     from minfer.loader import store
 
     grading = load_grading(sorted(LABS)[0])
@@ -311,7 +311,7 @@ def test_without_namespaces_the_audit_hook_still_refuses_processes_and_network(t
 def test_a_release_ships_another_labs_answers_only_when_configured(tmp_path):
     """release_keeps: the default strips every lab; a kept lab ships as plain code (no markers) and
     the release's leak scan then accepts it, while any other lab's answer is still a leak."""
-    from minfer.course.grading.edition import build_edition, unowned_solution_regions
+    from minfer_course.grading.edition import build_edition, unowned_solution_regions
 
     if len(LABS) < 2:
         pytest.skip("needs two labs")
@@ -329,8 +329,8 @@ def test_processes_a_conftest_starts_are_guarded_once_submitted_code_runs(tmp_pa
     """Lab 2's conftest starts CUDA's compiler in a process of its own, on the student's file. Such
     a process runs the sandbox's engine; it may set its tools up (here: start a process), never
     reads the test folders, and is under the full policy from the moment submitted code runs."""
-    from minfer.course.grading import grade, sandbox
-    from minfer.course.grading.submission import read_submission
+    from minfer_course.grading import grade, sandbox
+    from minfer_course.grading.submission import read_submission
     from minfer.loader import store
 
     grading = load_grading(HOSTILE_LAB)
@@ -354,7 +354,7 @@ def test_processes_a_conftest_starts_are_guarded_once_submitted_code_runs(tmp_pa
         "    print('walled')\n"
         "import minfer\n"
         "print('engine', minfer.__file__)\n"
-        "from minfer.course.labs import load\n"
+        "from minfer_course.labs import load\n"
         "try:\n"
         f"    load({grading.name!r}, 'student')\n"
         "except PermissionError as e:\n"

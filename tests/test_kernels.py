@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from minfer import LLM, SamplingParams
-from minfer.course.spy import record_logits
+from minfer_course.spy import record_logits
 from minfer.hal import get_device
 from minfer import kernels
 from minfer.graph.model import reference_ops
@@ -23,7 +23,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from minfer.course.tiny_model import write_tiny_llama
+    from minfer_course.tiny_model import write_tiny_llama
 
     return str(write_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
 
@@ -432,8 +432,8 @@ def test_tiny_llama_through_each_kernel_on_a_gpu_matches_torch(tmp_path):
     print(run_fresh(f"""
         import torch
         from minfer import LLM, SamplingParams
-        from minfer.course.spy import record_logits
-        from minfer.course.tiny_model import write_tiny_llama
+        from minfer_course.spy import record_logits
+        from minfer_course.tiny_model import write_tiny_llama
         tiny = str(write_tiny_llama({str(tmp_path)!r}, hidden=64, heads=4, kv_heads=2, intermediate=96, layers=2))
         p = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
         runs = {{}}

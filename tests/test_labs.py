@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from minfer.course.labs import LABS
-from minfer.course.runner import materialize_wrong_solution, run_suites, wrong_solution_specs
-from minfer.course.skeletons import strip_solutions, write_skeletons
+from minfer_course.labs import LABS
+from minfer_course.runner import materialize_wrong_solution, run_suites, wrong_solution_specs
+from minfer_course.skeletons import strip_solutions, write_skeletons
 
 LAB_NAMES = sorted(LABS)
 

@@ -25,7 +25,7 @@ def _read(path: Path):
 
 
 def test_every_lab_has_a_notebook():
-    from minfer.course.labs import LABS
+    from minfer_course.labs import LABS
 
     assert {NOTEBOOKS / f"{Path(lab.folder).name}.ipynb" for lab in LABS.values()} <= set(SOURCES)
 

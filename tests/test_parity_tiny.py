@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minfer import LLM, SamplingParams
-from minfer.course.spy import record_logits
+from minfer_course.spy import record_logits
 
 KINDS = ["llama", "llama-untied", "qwen2", "qwen3"]
 
@@ -21,7 +21,7 @@ def hf_logits(model, ids: list[int]) -> torch.Tensor:
 def test_logits_match_transformers(tiny_dir, kind, chunk, prefill):
     import transformers
 
-    from minfer.course.labs import load
+    from minfer_course.labs import load
 
     path = tiny_dir(kind)
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()

@@ -17,11 +17,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from minfer.course.labs import REPO
-from minfer.course.slides.build import build, find_decks
-from minfer.course.slides.deck import Deck, Slide
-from minfer.course.slides.page import render_page
-from minfer.course.slides.pdf import find_chromium
+from minfer_course.labs import REPO
+from minfer_course.slides.build import build, find_decks
+from minfer_course.slides.deck import Deck, Slide
+from minfer_course.slides.page import render_page
+from minfer_course.slides.pdf import find_chromium
 from PIL import Image
 
 FOOTER_PX = 50  # the footer strip (deck title, page number) is not content

@@ -6,12 +6,12 @@ import re
 
 import pytest
 from minfer.cli import main
-from minfer.course.labs import REPO
-from minfer.course.slides.build import find_decks, render_deck
-from minfer.course.slides.deck import load_deck, parse_front_matter, split_slides
-from minfer.course.slides.diagrams import DIAGRAMS, DiagramContext
-from minfer.course.slides.markdown import SlideRenderer
-from minfer.course.slides.mistakes import mistakes_for, wrong_solutions
+from minfer_course.labs import REPO
+from minfer_course.slides.build import find_decks, render_deck
+from minfer_course.slides.deck import load_deck, parse_front_matter, split_slides
+from minfer_course.slides.diagrams import DIAGRAMS, DiagramContext
+from minfer_course.slides.markdown import SlideRenderer
+from minfer_course.slides.mistakes import mistakes_for, wrong_solutions
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

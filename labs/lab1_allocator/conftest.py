@@ -14,7 +14,7 @@ import pytest
 
 
 def pytest_addoption(parser):
-    from minfer.course.labs import add_lab_options
+    from minfer_course.labs import add_lab_options
 
     add_lab_options(parser)
 
@@ -27,7 +27,7 @@ def impl(request) -> str:
 @pytest.fixture(scope="session")
 def lab(impl):
     """The implementation under test: `lab.allocator.Allocator`, `lab.block_pool.BlockPool`, ..."""
-    from minfer.course.labs import load
+    from minfer_course.labs import load
 
     return load("lab1", impl)
 
@@ -37,6 +37,6 @@ def golden(request):
     """The reference's recorded outputs for this test file's folder: `golden.tokens(name, prompts, params, **engine)`."""
     from pathlib import Path
 
-    from minfer.course.golden import Golden
+    from minfer_course.golden import Golden
 
     return Golden(Path(request.path).parent / "golden.json", record=request.config.getoption("--record-golden"))

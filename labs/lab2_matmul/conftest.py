@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from minfer.course.labs import REPO, load
+from minfer_course.labs import REPO, load
 from minfer.hal.cudasim import numba_cuda
 
 numba_cuda(simulate=True)
@@ -25,7 +25,7 @@ PTX = pytest.StashKey[subprocess.Popen]()
 
 
 def pytest_addoption(parser):
-    from minfer.course.labs import add_lab_options
+    from minfer_course.labs import add_lab_options
 
     add_lab_options(parser)
 
@@ -47,7 +47,7 @@ def pytest_configure(config):
     impl = config.getoption("--impl")
     impl = impl if impl in ("student", "reference") else str(Path(impl).resolve())
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    config.stash[PTX] = subprocess.Popen([sys.executable, "-m", "minfer.course.ptx", "--impl", impl], cwd=REPO,
+    config.stash[PTX] = subprocess.Popen([sys.executable, "-m", "minfer_course.ptx", "--impl", impl], cwd=REPO,
                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -15,7 +15,7 @@ import torch
 
 
 def pytest_addoption(parser):
-    from minfer.course.labs import add_lab_options
+    from minfer_course.labs import add_lab_options
 
     add_lab_options(parser)
 
@@ -28,7 +28,7 @@ def impl(request) -> str:
 @pytest.fixture(scope="session")
 def lab(impl):
     """The implementation under test: `lab.layers`, `lab.attention`, `lab.mapping`, `lab.batch`, `lab.sampling`."""
-    from minfer.course.labs import load
+    from minfer_course.labs import load
 
     return load("lab3", impl)
 
@@ -88,7 +88,7 @@ def _check_logits(lab, path: Path, prompt: list[int], new_tokens: int, block_siz
                  max_batch_tokens: int = 512) -> None:
     """Run the engine on the lab's modules and compare every step's logits with transformers."""
     from minfer import LLM, SamplingParams
-    from minfer.course.spy import record_logits
+    from minfer_course.spy import record_logits
 
     hf = hf_model(path)
     llm = LLM(str(path), kv_cache_mb=16, block_size=block_size, max_batch_tokens=max_batch_tokens, max_running=4,

@@ -55,7 +55,7 @@ def _prepack(a: argparse.Namespace, one_stream: bool) -> bool:
 
 
 def _llm(a: argparse.Namespace, one_stream: bool = False):
-    from .course.labs import parse_lab_args
+    from minfer_course.labs import parse_lab_args
     from .engine import LLM
 
     matmul, labs = getattr(a, "matmul", "torch"), parse_lab_args(a.lab)
@@ -144,8 +144,8 @@ def cmd_model(a: argparse.Namespace) -> int:
 def cmd_lab(a: argparse.Namespace) -> int:
     import subprocess
 
-    from .course.labs import LABS, REPO, get_lab, reference_file
-    from .course.skeletons import write_skeletons
+    from minfer_course.labs import LABS, REPO, get_lab, reference_file
+    from minfer_course.skeletons import write_skeletons
 
     if a.action == "skeletons":
         stale = write_skeletons(check=a.check)
@@ -167,33 +167,33 @@ def cmd_lab(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .benchmarks.engine import run_bench
+    from minfer_bench.engine import run_bench
 
     return run_bench(a)
 
 
-def _server_module(name: str, package: str = "server"):
-    """A module of minfer.server (or the benchmark that loads it); their dependencies are an extra, so say how to get them."""
+def _server_module(module: str):
+    """minfer.server's `module` (or the benchmark that loads it); their dependencies are an extra, so say how to get them."""
     import importlib
 
     try:
-        return importlib.import_module(f"minfer.{package}.{name}")
+        return importlib.import_module(module)
     except ImportError as e:
         raise RuntimeError(f"the server needs extra packages ({e.name} is missing): pip install 'minfer[serve]'") from e
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    runner = _server_module("runner")  # before loading the model: a missing package should fail at once
+    runner = _server_module("minfer.server.runner")  # before loading the model: a missing package should fail at once
     runner.serve(_llm(a), a.served_name, a.host, a.port)
     return 0
 
 
 def cmd_bench_serve(a: argparse.Namespace) -> int:
-    return _server_module("serve", package="benchmarks").run_load_bench(a, lambda: _llm(a))
+    return _server_module("minfer_bench.serve").run_load_bench(a, lambda: _llm(a))
 
 
 def cmd_bench_matmul(a: argparse.Namespace) -> int:
-    from .course.matmul_bench import run
+    from minfer_course.matmul_bench import run
 
     return run(a)
 
@@ -203,8 +203,8 @@ def cmd_slides(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     try:
-        from .course.slides.build import build
-        from .course.slides.diagrams import DIAGRAMS  # noqa: F401  (matplotlib: fail before any work)
+        from minfer_course.slides.build import build
+        from minfer_course.slides.diagrams import DIAGRAMS  # noqa: F401  (matplotlib: fail before any work)
     except ImportError as e:
         raise RuntimeError(f"the slides need extra packages ({e.name} is missing): pip install 'minfer[slides]'") from e
     start = time.perf_counter()
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     modes = p.add_subparsers(dest="bench_mode", metavar="{serve,matmul}")
     q = modes.add_parser("matmul", help="lab 2's numba.cuda kernels against torch.matmul on a GPU: GFLOP/s and ratios")
-    from .course.matmul_bench import build_parser as matmul_bench_args
+    from minfer_course.matmul_bench import build_parser as matmul_bench_args
 
     matmul_bench_args(q)
     q.set_defaults(func=cmd_bench_matmul)
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "random Llama), a builtin name or a model folder")
     p.set_defaults(func=cmd_slides)
 
-    from .course.grading.cli import register as register_grade
+    from minfer_course.grading.cli import register as register_grade
 
     register_grade(sub)  # `minfer grade ...`: the instructor's nbgrader workflow
     return parser

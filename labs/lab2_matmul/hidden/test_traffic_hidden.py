@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from minfer.course.tracer import trace_matmul
+from minfer_course.tracer import trace_matmul
 
 TILE, RB = 4, 2
 SYNCING = ["tiled", "regblock"]

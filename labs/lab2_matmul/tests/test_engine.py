@@ -14,14 +14,14 @@ KINDS = ["naive", "tiled", "regblock"]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from minfer.course.tiny_model import write_tiny_llama
+    from minfer_course.tiny_model import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def generate_with_logits(llm, prompt: list[int], n: int):
     from minfer import SamplingParams
-    from minfer.course.spy import record_logits
+    from minfer_course.spy import record_logits
 
     seen = record_logits(llm)
     out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))[0]

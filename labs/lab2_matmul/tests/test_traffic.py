@@ -1,13 +1,13 @@
 """Lab 2 public tests: what each thread reads from global memory, counted by the tracer.
 
-minfer.course.tracer runs one launch in the simulator and counts every thread's reads; see the
+minfer_course.tracer runs one launch in the simulator and counts every thread's reads; see the
 handout. C = A @ B with K = 16 and 4 x 4 tiles: a naive thread reads 2K = 32 values, a tiled one
 2K/TILE = 8, a register-blocked one 2K*RB/TILE = 16 for its RB x RB = 4 elements of C."""
 from __future__ import annotations
 
 import numpy as np
 
-from minfer.course.tracer import trace_matmul
+from minfer_course.tracer import trace_matmul
 
 TILE, RB = 4, 2  # 16 threads per block: cheap to simulate
 M, K, N = 8, 16, 8

@@ -10,7 +10,7 @@ Two decisions live here and nowhere else.
   reached a barrier and copies every array in and out; ours waits on a real barrier (10-20x faster
   for kernels that synchronise) and passes arrays by reference, so a kernel writes straight into a
   tensor's memory. Shared and local arrays start as NaN (garbage on a GPU): a kernel that reads a
-  slot nobody wrote shows NaN instead of a lucky zero. The tracer (minfer.course.tracer) observes a
+  slot nobody wrote shows NaN instead of a lucky zero. The tracer (minfer_course.tracer) observes a
   launch through the same runner.
 """
 from __future__ import annotations

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core import SamplingParams
-from ..engine import LLM
-from ..graph.model import reference_ops
-from ..kernels import Int8Weight, can_quantize, torch_matmul
+from minfer.core import SamplingParams
+from minfer.engine import LLM
+from minfer.graph.model import reference_ops
+from minfer.kernels import Int8Weight, can_quantize, torch_matmul
 
 
 @dataclass
@@ -320,7 +320,7 @@ def bandwidth_line(llm: LLM, decode_tps: float, bw: float | None = None) -> str:
 
 def profile_run(llm: LLM, path: str, seed: int) -> None:
     """A short mixed workload under the timeline, memory probe and hardware monitor."""
-    from ..diagnostics.hardware import HardwareMonitor
+    from minfer.diagnostics.hardware import HardwareMonitor
 
     rng = random.Random(seed)
     prompts = [_prompt(rng, rng.randint(16, 256), llm.config.vocab_size) for _ in range(8)]

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from minfer.core import SamplingParams
-from minfer.course.tiny_model import write_tiny_llama
+from minfer_course.tiny_model import write_tiny_llama
 from minfer.diagnostics.timeline import Timeline
 from minfer.engine import LLM
 from minfer.loader import store

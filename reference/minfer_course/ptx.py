@@ -4,7 +4,7 @@ The simulator runs kernels as Python, so it accepts code no GPU can run (a Pytho
 np.zeros, ...). numba.cuda.compile_ptx lowers a kernel exactly as a GPU launch would, and fails on
 such code. numba picks simulator or compiler once per process, so this runs in its own process:
 
-    python -m minfer.course.ptx --impl reference     # JSON on stdout
+    python -m minfer_course.ptx --impl reference     # JSON on stdout
 
 {"toolchain": null or why NVVM could not be found, "kernels": {"tiled/float32": {"ptx": "..."} or {"error": "..."}}}
 NVVM and NVRTC come from the pip wheels nvidia-nvvm and nvidia-cuda-nvrtc (the test extra).
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = toolchain_problem()
     result: dict[str, Any] = {"toolchain": problem, "kernels": {}}
     if problem is None:
-        from minfer.course.labs import load
+        from minfer_course.labs import load
 
         try:
             kernels = load("lab2", a.impl).matmul_numba

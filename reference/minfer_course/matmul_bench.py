@@ -1,6 +1,6 @@
 """`minfer bench matmul`: lab 2's kernels against torch.matmul (cuBLAS) on a GPU, as GFLOP/s and ratios.
 
-Also runnable as `python -m minfer.course.matmul_bench --impl student` (the lab 2 notebook does so):
+Also runnable as `python -m minfer_course.matmul_bench --impl student` (the lab 2 notebook does so):
 it must run in a process of its own because numba chooses GPU or simulator once per process, and
 the notebook's process has chosen the simulator (for the tracer). Without a GPU it says why it
 cannot measure anything and exits with 0: simulated timings would time Python, not a GPU.
@@ -78,7 +78,7 @@ def run(a: argparse.Namespace) -> int:
               "each GPU thread is a Python thread: its timings rank kernels by threads and barriers, not by\n"
               "memory traffic. Run this on a machine with an NVIDIA GPU.")
         return 0
-    from minfer.course.labs import load
+    from minfer_course.labs import load
     from minfer.hal.cudasim import numba_cuda
 
     numba_cuda(simulate=False)  # raises if this process already chose the simulator

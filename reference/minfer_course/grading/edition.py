@@ -19,14 +19,17 @@ from ..labs import REPO, Lab
 from ..skeletons import BEGIN, END, strip_solutions
 
 EDITION_TAG = "student"  # the wheel's local version label: minfer-0.1.0+student
+# what the distribution installs (pyproject.toml): the engine, the course tooling, the benchmarks
+PACKAGES = ("minfer", "minfer_course", "minfer_bench")
 
 
 def build_edition(dest: Path, strip: Iterable[Lab], keep: Iterable[Lab] = ()) -> Path:
-    """Write reference/minfer to dest/minfer with `strip`'s solution regions replaced, and `keep`'s
-    solutions kept as plain code (their markers dropped)."""
-    src = REPO / "reference" / "minfer"
+    """Write reference/'s packages to dest/, the engine (dest/minfer, returned) with `strip`'s solution
+    regions replaced and `keep`'s solutions kept as plain code (their markers dropped)."""
+    for package in PACKAGES:
+        shutil.copytree(REPO / "reference" / package, dest / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     out = dest / "minfer"
-    shutil.copytree(src, out, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     for lab, stripped in [(lab, True) for lab in strip] + [(lab, False) for lab in keep]:
         for file, module in lab.modules.items():
             rel = Path(*module.split(".")[1:]).with_suffix(".py")
@@ -44,12 +47,17 @@ def _drop_markers(text: str) -> str:
 def unowned_solution_regions(edition: Path) -> list[str]:
     """Files of a fully stripped edition that still hold a solution region: a module with
     `### BEGIN SOLUTION` that no lab in LABS claims would otherwise ship its answer."""
-    return [str(p.relative_to(edition.parent)) for p in sorted(edition.rglob("*.py"))
-            if any(BEGIN.match(line) for line in p.read_text().splitlines())]
+    return [str(p.relative_to(edition.parent)) for p in _files(edition) if p.suffix == ".py"
+            and any(BEGIN.match(line) for line in p.read_text().splitlines())]
+
+
+def _files(edition: Path) -> list[Path]:
+    """Every file of the edition's packages (edition: its dest/minfer)."""
+    return sorted(p for package in PACKAGES for p in (edition.parent / package).rglob("*") if p.is_file())
 
 
 def build_wheel(edition: Path, out_dir: Path) -> Path:
-    """A pure-Python wheel of the edition folder (dest/minfer), written without build tools.
+    """A pure-Python wheel of the edition's packages (edition: its dest/minfer), written without build tools.
 
     Name, version and dependencies come from pyproject.toml; the version gets the `+student`
     label so `pip list` tells a student edition from the reference at a glance."""
@@ -57,8 +65,7 @@ def build_wheel(edition: Path, out_dir: Path) -> Path:
     version = f"{project['version']}+{EDITION_TAG}"
     info = f"{project['name'].replace('-', '_')}-{version}.dist-info"
     files: dict[str, bytes] = {
-        p.relative_to(edition.parent).as_posix(): p.read_bytes()
-        for p in sorted(edition.rglob("*")) if p.is_file() and p.suffix != ".pyc"
+        p.relative_to(edition.parent).as_posix(): p.read_bytes() for p in _files(edition) if p.suffix != ".pyc"
     }
     requires = "".join(f"Requires-Dist: {d}\n" for d in project.get("dependencies", []))
     files[f"{info}/METADATA"] = (

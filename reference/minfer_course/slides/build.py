@@ -14,7 +14,7 @@ from .page import render_page
 from .pdf import find_chromium, print_pdf
 
 SLIDES = REPO / "slides"
-PACKAGE = Path(__file__).resolve().parents[2]  # reference/minfer: the architecture diagram reads it
+PACKAGE = Path(__file__).resolve().parents[2] / "minfer"  # the engine: the architecture diagram reads it
 FIRST = "intro"  # the course introduction comes first; the labs follow in name order
 
 

@@ -1,13 +1,15 @@
 """A lab's grading bundle: what every sandbox of a grading run starts from, built once per run.
 
     <bundle>/reference/minfer/            the student edition for this lab: its solutions stripped
+    <bundle>/reference/minfer_course/     the course tooling and the benchmarks, as released
+    <bundle>/reference/minfer_bench/
     <bundle>/labs/<lab>/conftest.py       the instructor's copies of the lab's suites
     <bundle>/labs/<lab>/tests/ hidden/
     <bundle>/labs/<lab>/<lab files>       the released skeletons: stand-ins for unusable files
     <bundle>/labs/<lab>/notebook/         the notebook's test cells as tests
     <bundle>/labs/<lab>/pytest.ini        markers only; nothing from the instructor's config
 
-The layout mirrors the repository, so `minfer.course.labs` finds the lab folder as in a checkout
+The layout mirrors the repository, so `minfer_course.labs` finds the lab folder as in a checkout
 and the lab's own conftest (`--impl student`, the default) loads the submission's files.
 """
 from __future__ import annotations

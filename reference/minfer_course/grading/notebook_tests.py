@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from minfer.course.grading.nbsuite import NotebookRun, headless_shell, load_cells
+from minfer_course.grading.nbsuite import NotebookRun, headless_shell, load_cells
 
 RUN = NotebookRun(load_cells(Path(__file__).with_name("cells.json")))
 SHELL = headless_shell()  # made now, while collecting: it sets up its profile folder under $HOME

@@ -124,7 +124,7 @@ def collect_folder(course: Course, lab: str, folder: Path, log: Log = say) -> li
 @contextmanager
 def session(course: Course, grading: LabGrading, jobs: int, limits: Limits | None = None,
             scope: Scope = Scope()) -> Iterator[grade.GradingRun]:
-    from ...loader import store
+    from minfer.loader import store
 
     released = course.released_notebook(grading)
     for model in grading.models:  # the sandbox has no network: pull what the tests load now

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core import SamplingParams
+from minfer.core import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Golden:
         inputs = {"model": model, "prompts": list(prompts), "params": asdict(params), "engine": engine}
         entries = self._read()
         if self.record:
-            from ..engine import LLM
+            from minfer.engine import LLM
 
             outs = LLM(model, **engine).generate(list(prompts), params)
             entries[name] = {**inputs, "tokens": [o.token_ids for o in outs]}

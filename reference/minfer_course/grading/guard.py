@@ -1,6 +1,6 @@
 """The test process of a grading sandbox: limits, import isolation, an audit hook, then pytest.
 
-Started by sandbox.py as `python -I -B <sandbox>/reference/minfer/course/grading/guard.py RUN.json`
+Started by sandbox.py as `python -I -B <sandbox>/reference/minfer_course/grading/guard.py RUN.json`
 (-I: no PYTHONPATH, no user site, no script folder on sys.path), it
 
 1. sets its own resource limits (address space, CPU time, file size, core dumps, open files, and
@@ -81,7 +81,7 @@ def isolate_imports(edition: Path) -> list[str]:
     sys.path[:] = [str(edition)] + [p for p in sys.path if p]  # site-packages may hold a minfer too: keep it
     # setuptools' editable installs resolve `minfer` through a finder on sys.meta_path
     sys.meta_path[:] = [f for f in sys.meta_path if "minfer" not in type(f).__module__.lower()]
-    for name in [m for m in sys.modules if m == "minfer" or m.startswith("minfer.")]:
+    for name in [m for m in sys.modules if m.split(".")[0] in ("minfer", "minfer_course", "minfer_bench")]:
         del sys.modules[name]
     return others
 

@@ -18,7 +18,7 @@ from types import ModuleType, SimpleNamespace
 def _course_root() -> Path:
     """The folder that holds `labs/`: this source checkout; for an installed engine (the student
     edition a course releases) $MINFER_COURSE_ROOT, else the working directory (the assignment folder)."""
-    checkout = Path(__file__).resolve().parents[3]
+    checkout = Path(__file__).resolve().parents[2]  # reference/minfer_course/labs.py
     if (checkout / "labs").is_dir():
         return checkout
     return Path(os.environ.get("MINFER_COURSE_ROOT") or os.getcwd()).resolve()

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..engine import LLM
-from ..server.runner import BackgroundServer
+from minfer.engine import LLM
+from minfer.server.runner import BackgroundServer
 
 QUANTILES = (0.5, 0.9, 0.99)
 

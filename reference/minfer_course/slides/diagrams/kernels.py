@@ -22,7 +22,7 @@ def reads_per_output() -> tuple[dict[str, tuple[float, float]], str]:
     """
     k, tile, rb = SIM_K, SIM_TILE, SIM_RB
     try:
-        from minfer.course.tracer import trace_matmul
+        from minfer_course.tracer import trace_matmul
         from minfer.kernels import matmul_numba
 
         counts = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..labs import LABS, REPO, reference_file
 from .config import SUITES
+from .edition import PACKAGES
 
 MIN_CHARS = 24  # a shorter line is too common to prove a leak
 MARKER = re.compile(r"^\s*#+\s*(BEGIN|END) (SOLUTION|HIDDEN TESTS)\b")
@@ -85,7 +86,7 @@ def fingerprints(released: tuple[str, ...] = ()) -> Fingerprints:
     """`released`: labs whose solutions this release ships on purpose (config.release_keeps)."""
     solution, public, hidden, names = set(), set(), set(), set()
     kept = {reference_file(m) for name in released for m in LABS[name].modules.values()}
-    for path in (REPO / "reference" / "minfer").rglob("*.py"):
+    for path in [p for package in PACKAGES for p in (REPO / "reference" / package).rglob("*.py")]:
         inside, outside = _regions(path.read_text())
         solution |= set() if path in kept else inside
         public |= outside | (inside if path in kept else set())

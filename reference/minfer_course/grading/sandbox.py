@@ -24,7 +24,7 @@ from .bundle import Bundle
 from .config import NOTEBOOK_SUITE, SUITES, Limits, Scope
 from .submission import Submission
 
-GUARD = Path("reference/minfer/course/grading/guard.py")  # inside the sandbox
+GUARD = Path("reference/minfer_course/grading/guard.py")  # inside the sandbox
 # Python processes started in the sandbox without -I load this first (PYTHONPATH=<sandbox>/_boot)
 CHILD_BOOT = """import importlib.util, os
 spec = importlib.util.spec_from_file_location("_minfer_sandbox_guard", os.environ["MINFER_SANDBOX_GUARD"])

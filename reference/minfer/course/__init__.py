@@ -1,1 +1,0 @@
-"""Course tooling: which reference files each lab owns, skeleton generation, the implementation switch."""
