@@ -1,4 +1,4 @@
-"""The cudasim backend (hal/cudasim.py) and the memory tracer built on it (course/tracer.py)."""
+"""The cudasim backend (hal/cudasim.py) and the memory tracer built on it (minfer_course/tracer.py)."""
 from __future__ import annotations
 
 import numpy as np

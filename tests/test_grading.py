@@ -1,4 +1,4 @@
-"""The grading pipeline end to end, for every lab in course/labs.py LABS.
+"""The grading pipeline end to end, for every lab in minfer_course/labs.py LABS.
 
 One run per lab (a module fixture): build and release (with the leak scan), collect a folder of
 zipped and unzipped submissions, autograde in sandboxes (two at a time), feedback, export. The

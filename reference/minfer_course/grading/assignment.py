@@ -101,5 +101,5 @@ def _write_wheel(grading: LabGrading, dest: Path) -> Path:
         edition = build_edition(Path(tmp), [lab for lab in LABS.values() if lab not in keep], keep)
         unowned = unowned_solution_regions(edition)
         if unowned:
-            raise ValueError(f"solution regions that no lab in course/labs.py owns would ship: {unowned}")
+            raise ValueError(f"solution regions that no lab in minfer_course/labs.py owns would ship: {unowned}")
         return build_wheel(edition, dest)

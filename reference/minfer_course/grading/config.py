@@ -1,6 +1,6 @@
 """Per-lab grading configuration: what a student submits, which suites decide which points, limits.
 
-Everything derives from `course/labs.py` LABS and one small file per lab, `grader/labs/<lab>.toml`
+Everything derives from `minfer_course/labs.py` LABS and one small file per lab, `grader/labs/<lab>.toml`
 (the single source of truth for suite points; the notebook's own cells carry theirs). A lab
 without that file still grades: each test file becomes a part worth 10 points, with the default
 limits, and the course's model pulled before grading.
@@ -134,7 +134,7 @@ def load_grading(name: str) -> LabGrading:
         raise ValueError(f"{path}: part ids must be distinct identifiers, got {ids}")
     keeps = tuple(data.get("release_keeps", ()))
     if unknown := [k for k in keeps if k not in LABS or k == name]:
-        raise ValueError(f"{path}: release_keeps names {unknown}, which are not other labs in course/labs.py")
+        raise ValueError(f"{path}: release_keeps names {unknown}, which are not other labs in minfer_course/labs.py")
     return LabGrading(lab, parts, limits, tuple(data.get("models", ())), data.get("select", ""),
                       dict(data.get("env", {})), keeps)
 
