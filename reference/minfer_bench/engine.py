@@ -26,7 +26,7 @@ class Row:
     hf: float | None
     higher_is_better: bool
     # for a batch-1 decode on a CPU: the copy bandwidth measured right after it. This shared machine's
-    # bandwidth drifts within a run (31 to 43 GB/s in two runs), so the decode rate and its bound
+    # bandwidth drifts within and between runs (29.7 to 50.0 GB/s), so a decode rate and its bound
     # are taken together
     bandwidth: float | None = None
 
@@ -308,10 +308,9 @@ def memory_bandwidth(nbytes: int = 256 << 20) -> float:
     return 2 * nbytes / best
 
 
-def bandwidth_line(llm: LLM, decode_tps: float, bw: float | None = None) -> str:
+def bandwidth_line(llm: LLM, decode_tps: float, bw: float) -> str:
     """Batch-1 decode reads every weight once per token: how close is that to the memory bound (`bw`
-    bytes/s, measured here when not given)?"""
-    bw = bw or memory_bandwidth()
+    bytes/s, measured beside the decode: Row.bandwidth)?"""
     per_token = llm.model.step_bytes
     return (f"batch-1 decode reads {per_token / 2**20:.0f} MiB of weights per token: {per_token * decode_tps / 1e9:.1f} GB/s "
             f"= {per_token * decode_tps / bw:.0%} of this machine's {bw / 1e9:.1f} GB/s copy bandwidth "
