@@ -329,8 +329,20 @@ def test_compiled_int8_product_matches_torchs_int8_kernel(rows):
     x = torch.randn(rows, 96, generator=g).to(torch.bfloat16)
     out = torch.full((rows, 40), float("nan"), dtype=torch.bfloat16)
     assert torch_matmul(x, qw, out, int8_rows=kernel) is out
-    # both sum in float32 (in different orders) and round once to bfloat16: at most a bfloat16 step apart
+    # torch sums in float32, ours x rounded to int16 in int32: each rounds once to bfloat16, at most a step apart
     torch.testing.assert_close(out, torch.ops.aten._weight_int8pack_mm(x, qw.q, qw.scale), atol=2e-2, rtol=8e-3)
+
+
+@pytest.mark.parametrize("width", [576, 4160])
+def test_compiled_int8_product_sums_long_rows_without_overflow(width):
+    """The compiled product sums int8 x int16 products in int32. 4,160 of the largest ones (127 x the
+    int16 range) would overflow one int32 sum: the kernel shrinks the int16 range and cuts the sums."""
+    kernel = compiled_or_skip(torch.bfloat16).int8_matmul
+    qw = quantize_int8(torch.ones(8, width), torch.bfloat16)  # every q is 127
+    x = torch.full((2, width), 3.0, dtype=torch.bfloat16)
+    x[1, ::2] = -1.5  # a row of mixed signs, the other all at its maximum
+    want = x.double() @ (qw.q.double() * qw.scale.double()[:, None]).t()
+    torch.testing.assert_close(kernel(x, qw.q, qw.scale).double(), want, atol=0, rtol=8e-3)
 
 
 def compiled_or_skip(dtype: torch.dtype = torch.float32):

@@ -13,7 +13,9 @@ On SmolLM2's 30 layers, streamed from memory, it takes 5.9 ms for one row agains
 torch's `_weight_int8pack_mm`, which reads at about half this machine's read bandwidth. It asks
 for the weight 4 KB ahead of its arithmetic (`_prefetch`): left to the hardware's prefetcher, the
 reads and the arithmetic took turns more than they overlapped; asked for, a whole bfloat16 + int8
-decode step went from 8.65 to 7.04 ms (the median of 8 alternations in one process).
+decode step went from 8.65 to 7.04 ms (the median of 8 alternations in one process). It multiplies
+integers, the activations rounded to int16: the product of 30 layers' weights streamed 17% faster
+(4.37 -> 3.73 ms for one row), a whole decode step 5-9% (medians of 8 alternations, three runs).
 
 Per-token operations (graph/layers.py's RMSNorm, rotation and SwiGLU, same contracts). At decode
 time a token's vectors are short (576 values for SmolLM2), and each PyTorch operation's fixed cost
@@ -174,13 +176,32 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
             np.float32(q.shape[-1] ** -0.5), _raw(out))
 
 
+# The int8 product multiplies integers: each activation row is scaled to int16 (its largest
+# magnitude to `_int16_limit`), so the inner loop is int8 x int16 -> int32, which the compiler
+# turns into vpmaddwd (32 products an instruction) where float32 took a widening per element.
+# The int32 sums stay exact over _CHUNK elements, then move to float32.
+_CHUNK = 2048
+
+
+@numba.njit(inline="always", **_JIT)
+def _int16_limit(k):
+    """The largest int16 activation for which 127 * limit * min(k, _CHUNK) fits an int32."""
+    return min(32767, 2147483647 // (127 * min(k, _CHUNK)))
+
+
 @numba.njit(parallel=True, **_JIT)
 def _int8_rows(x, q, scale, out):
     m, k = x.shape
-    xf = np.empty((m, k), dtype=np.float32)  # widened once, not once per weight row
-    for j in range(m):
+    xi, xs = np.empty((m, k), dtype=np.int16), np.empty(m, dtype=np.float32)
+    limit = np.float32(_int16_limit(k))
+    for j in range(m):  # quantized once, not once per weight row
+        top = np.float32(0.0)
         for i in range(k):
-            xf[j, i] = _f32(x[j, i])
+            top = max(top, abs(_f32(x[j, i])))
+        xs[j] = top / limit if top > 0 else np.float32(1.0)
+        inv = np.float32(1.0) / xs[j]
+        for i in range(k):
+            xi[j, i] = np.int16(np.rint(_f32(x[j, i]) * inv))
     flat, ahead = q.reshape(-1), 4096  # bytes (int8): each row asks for the lines 4 KB past its own
     for r in numba.prange(q.shape[0]):  # each weight row is read once, for all the step's rows
         for i in range(r * k + ahead, min((r + 1) * k + ahead, flat.size), 64):
@@ -188,14 +209,20 @@ def _int8_rows(x, q, scale, out):
         s = _f32(scale[r])
         for j in range(m):
             acc = np.float32(0.0)
-            for i in range(k):
-                acc += np.float32(q[r, i]) * xf[j, i]
-            out[j, r] = _bf16(acc * s)
+            for c in range(0, k, _CHUNK):
+                # over slices, not an index range: with range(c, c + _CHUNK) LLVM vectorised 6x less well
+                wc, xc, part = q[r, c:c + _CHUNK], xi[j, c:c + _CHUNK], np.int32(0)
+                for i in range(wc.shape[0]):  # written so that numba keeps the sum in int32
+                    part = np.int32(part + np.int32(np.int32(wc[i]) * np.int32(xc[i])))
+                acc += np.float32(part)
+            out[j, r] = _bf16(acc * (s * xs[j]))
 
 
 def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """x [M, in] bfloat16 @ (q [out, in] int8 * scale [out] bfloat16).T -> [M, out] bfloat16 (into
-    `out` when given), computed in float32 as torch's `_weight_int8pack_mm` does; for a few rows."""
+    `out` when given), for a few rows. Each row of x is first rounded to int16 on its own scale (see
+    `_int16_limit`: 29,000 steps a side for SmolLM2's 576 inputs, 11,000 for its 1,536), far finer
+    than x's own bfloat16; torch's `_weight_int8pack_mm` multiplies in float32 instead."""
     out = torch.empty(x.shape[0], q.shape[0], dtype=torch.bfloat16) if out is None else out
     _int8_rows(_raw(x.contiguous()), q.numpy(), _raw(scale), _raw(out))
     return out
