@@ -17,6 +17,7 @@ from minfer.hal import get_device
 from minfer import kernels
 from minfer.graph.model import reference_ops
 from minfer.kernels import MATMULS, Int8Weight, can_prepack, can_quantize, get_matmul, prepack, quantize_int8, torch_matmul
+from minfer.kernels.sdpa_decode import sdpa_decode
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -235,10 +236,12 @@ def _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size):
     return ungroup_heads(o, 1)[:, 0]
 
 
+@pytest.mark.parametrize("kind", ["compiled", "sdpa"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("heads,kv_heads,block_size", [(9, 3, 16), (4, 4, 4), (8, 1, 8)])
-def test_compiled_decode_kernel_matches_gather_and_attend(heads, kv_heads, block_size, dtype):
-    kernel = decode_kernel_or_skip(dtype)
+def test_decode_kernels_match_gather_and_attend(heads, kv_heads, block_size, dtype, kind):
+    """The CPU's compiled kernel, and PyTorch's fused attention over the gathered blocks (the GPU's)."""
+    kernel = decode_kernel_or_skip(dtype) if kind == "compiled" else sdpa_decode
     g = torch.Generator().manual_seed(heads * 100 + block_size)
     d, num_blocks = 64, 40
     k_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g).to(dtype)
@@ -252,6 +255,21 @@ def test_compiled_decode_kernel_matches_gather_and_attend(heads, kv_heads, block
     want = _torch_decode(q.float(), k_cache.float(), v_cache.float(), blocks, lengths, block_size).to(dtype)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(out, want, atol=tol, rtol=tol)
+
+
+def test_engine_decodes_the_same_through_sdpa_decode_as_through_gather_and_attend(tiny):
+    """sdpa_decode, a GPU's decode kernel, given the step's padding bias; here on a CPU."""
+    kw = dict(kv_cache_mb=1, block_size=4, max_batch_tokens=16, max_running=4)
+    prompts = [[(7 * i + j) % 256 for i in range(n)] for j, n in enumerate((3, 9, 17, 30))]
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    llm = LLM(tiny, **kw)
+    llm.kv.pool.enable_prefix_cache = False  # the second run is scheduled as the first: logits in the same order
+    llm.model.decode_kernel = None
+    tokens, logits = logits_of_batch(llm, prompts, params)
+    llm.model.decode_kernel = sdpa_decode
+    sdpa_tokens, sdpa_logits = logits_of_batch(llm, prompts, params)
+    assert sdpa_tokens == tokens
+    torch.testing.assert_close(sdpa_logits, logits, atol=1e-4, rtol=1e-4)
 
 
 def test_compiled_softmax_exp_is_accurate_to_a_float32_ulp():
@@ -433,6 +451,35 @@ def test_kernels_on_a_gpu_match_torch():
                 for kind, tile, rb in [("naive", 16, 4), ("tiled", 16, 4), ("tiled", 32, 1), ("regblock", 16, 4)]:
                     c = mm.matmul(a, b, kind=kind, tile=tile, rb=rb)
                     torch.testing.assert_close(c, ref, atol=2e-2, rtol=2e-2)
+        print("ok")
+    """))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_decodes_through_sdpa_as_through_gather_and_attend(tmp_path):
+    print(run_fresh(f"""
+        import torch
+        from minfer import LLM, SamplingParams
+        from minfer.kernels.sdpa_decode import sdpa_decode
+        from minfer_course.spy import record_logits
+        from minfer_course.tiny_model import write_tiny_llama
+        tiny = str(write_tiny_llama({str(tmp_path)!r}, hidden=64, heads=6, kv_heads=2, intermediate=96, layers=2))
+        prompts = [[(7 * i + j) % 256 for i in range(n)] for j, n in enumerate((3, 9, 17, 30))]
+        # in bfloat16 `attend` rounds its scores to bfloat16 where SDPA keeps float32: on random weights a
+        # near-tie can then go the other way, so there the first decode step's logits are compared, not tokens
+        for dtype, tokens, atol, rtol in (("float32", 12, 1e-4, 1e-4), ("bfloat16", 2, 0.2, 2e-2)):
+            p = SamplingParams(temperature=0, max_tokens=tokens, ignore_eos=True)
+            llm = LLM(tiny, device="cuda", dtype=dtype, kv_cache_mb=1, block_size=4)
+            llm.kv.pool.enable_prefix_cache = False  # both runs scheduled alike: logits in the same order
+            assert llm.model.decode_kernel is sdpa_decode, llm.model.decode_kernel
+            runs = []
+            for kernel in (sdpa_decode, None):
+                llm.model.decode_kernel = kernel
+                seen = record_logits(llm)
+                runs.append(([o.token_ids for o in llm.generate(prompts, p)], torch.cat(seen).float().cpu()))
+            assert runs[0][0] == runs[1][0] or dtype == "bfloat16"
+            torch.testing.assert_close(runs[0][1], runs[1][1], atol=atol, rtol=rtol)
         print("ok")
     """))
 

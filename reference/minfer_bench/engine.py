@@ -219,10 +219,11 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
                            _decode_32(wide, long_prompt), "s"))
         rows.append(Switch(f"int8 weights: {2 * requests} requests x 32 tokens, s", mixed(llm), mixed(wide), "s"))
         del wide
-    if kernel is not None:  # float32 or bfloat16 on a CPU with numba installed
+    if kernel is not None:  # a CPU with numba installed (float32 or bfloat16), or a GPU
         llm.generate(contexts, SamplingParams(temperature=0, max_tokens=1))
-        rows.append(Switch(f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load all at start): "
-                           f"{len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),
+        what = (f"compiled decode kernel ({llm.model.compile_s:.1f} s to compile or load all at start)"
+                if llm.device.torch_device.type == "cpu" else "fused decode attention (SDPA)")
+        rows.append(Switch(f"{what}: {len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),
                            decode_batch(False), "s"))
     return rows + compiled_switches(llm, long_prompt)
 

@@ -52,8 +52,9 @@ class AttnMeta:
     # prefill through PyTorch's fused SDPA kernel (fast, never materialises the scores); False
     # sends prefill through `attend` as well, as the lab switch does so a student's code runs everywhere
     fused_prefill: bool = True
-    # the compiled paged decode kernel (minfer.kernels.decode_kernel): reads the blocks in place
-    # instead of gathering them; None decodes through `gather_kv` and `attend`
+    # a paged decode kernel: on a CPU the compiled one (kernels/cpu_numba.py), which reads the blocks
+    # in place instead of gathering them; on a GPU PyTorch's fused attention (kernels/sdpa_decode.py);
+    # None decodes through `gather_kv` and `attend`
     decode_kernel: Callable[..., None] | None = None
 
 
@@ -91,7 +92,7 @@ def paged_attention(
     for grp in meta.decode:
         rows = slice(grp.start, grp.start + grp.blocks.shape[0])
         if meta.decode_kernel is not None:
-            meta.decode_kernel(q[rows], k_cache, v_cache, grp.blocks, grp.lengths, block_size, out[rows])
+            meta.decode_kernel(q[rows], k_cache, v_cache, grp.blocks, grp.lengths, block_size, out[rows], grp.bias)
             continue
         kc, vc = gather_kv(k_cache, v_cache, grp.blocks, block_size, meta.scratch)
         n = grp.blocks.shape[0]

@@ -9,6 +9,7 @@ import torch
 
 from ..hal import Device
 from ..kernels import QUANTIZE, Int8Weight, can_prepack, can_quantize, cpu_kernels, prepack, quantize_int8, torch_matmul
+from ..kernels.sdpa_decode import sdpa_decode
 from ..loader.mapping import ModelTensors
 from ..loader.config import ModelConfig
 from ..memory.tiers import WeightPool
@@ -95,13 +96,15 @@ def build_model(
     fused = None
     if quantize == "int8" and compiled is not None and llama:
         fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+    decode_kernel = (compiled.paged_decode if compiled is not None  # a CPU; on a GPU, launches are what a step costs
+                     else sdpa_decode if ops is None and device.torch_device.type == "cuda" else None)
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
     step_bytes = sum(_nbytes(w, decode=True) for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
                  step_bytes=step_bytes,
                  ops=ops or reference_ops(compiled), fused_prefill=ops is None,
-                 decode_kernel=None if compiled is None else compiled.paged_decode, decode_layers=fused,
+                 decode_kernel=decode_kernel, decode_layers=fused,
                  compile_s=time.perf_counter() - start)
 
 

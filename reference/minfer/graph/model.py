@@ -61,7 +61,7 @@ class Model:
     step_bytes: int = 0  # bytes of weights a one-row decode step reads (the bench's bandwidth bound)
     ops: SimpleNamespace = field(default_factory=reference_ops)  # .layers and .attention modules
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
-    # decode through a compiled paged-attention kernel (minfer.kernels.cpu_kernels); None: ops.attention
+    # decode through a paged-attention kernel (kernels/cpu_numba.py on a CPU, kernels/sdpa_decode.py on a GPU); None: ops.attention
     decode_kernel: Callable[..., None] | None = None
     # every layer of a decode-only step in one compiled call (minfer.kernels.cpu_numba.DecodeLayers); None:
     # always layer by layer (run_layers)

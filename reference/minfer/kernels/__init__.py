@@ -7,6 +7,9 @@
   attention, which reads the KV cache in place instead of gathering it first; the int8 weights'
   product for a decode step's few rows; RMSNorm, rotation and SwiGLU without PyTorch's per-operation
   overhead. Where they cannot run, the graph's PyTorch path does the work.
+- On a GPU, paged decode attention through PyTorch's fused attention (sdpa_decode.py): a small
+  model's GPU step is bound by kernel launches, and this launches a few where the reference path
+  launches about 20 per layer.
 
 numba is imported only when one of its kernels is chosen, and then after hal/cudasim.py has decided
 GPU or simulator for numba.cuda (numba reads that once, when first imported).

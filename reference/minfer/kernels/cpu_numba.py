@@ -169,9 +169,10 @@ def _decode(q, k_cache, v_cache, blocks, lengths, block_size, scale, out):
 
 
 def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
-                 lengths: torch.Tensor, block_size: int, out: torch.Tensor) -> None:
+                 lengths: torch.Tensor, block_size: int, out: torch.Tensor, bias: torch.Tensor | None = None) -> None:
     """q and out [N, H, D] (one token per request), caches [KVH, slots, D], all float32 or all bfloat16,
-    blocks [N, NB] (padding beyond each context is never read), lengths [N]: out = attention over each context."""
+    blocks [N, NB] (padding beyond each context is never read), lengths [N]: out = attention over each
+    context. `bias`, the reference path's padding mask, is not needed: only `lengths` tokens are read."""
     _decode(_raw(q), _raw(k_cache), _raw(v_cache), blocks.numpy(), lengths.numpy(), block_size,
             np.float32(q.shape[-1] ** -0.5), _raw(out))
 
