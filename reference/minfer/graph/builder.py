@@ -96,7 +96,8 @@ def build_model(
     fused = None
     if quantize == "int8" and compiled is not None and llama:
         fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
-    decode_kernel = (compiled.paged_decode if compiled is not None  # a CPU; on a GPU, launches are what a step costs
+    # decode attention: numba's kernel on a CPU; on a GPU, where a step is bound by kernel launches, one SDPA call
+    decode_kernel = (compiled.paged_decode if compiled is not None
                      else sdpa_decode if ops is None and device.torch_device.type == "cuda" else None)
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
