@@ -2,8 +2,8 @@
 
 On a GPU a small model's decode step is bound by kernel launches, not by the GPU: on an H100 a
 SmolLM2 step kept the GPU busy 6 of its 17.6 ms, and the graph's reference path (graph/attention.py:
-gather, the head regrouping copies, then `attend`'s nine operations) launches about 20 kernels per
-layer for attention alone. Here the same work is two gathers and one `scaled_dot_product_attention`.
+two gathers, `attend`'s nine operations, three regrouping copies) launches 14 kernels per layer
+for decode attention. Here it is two gathers, one `scaled_dot_product_attention` call and a copy.
 
 Grouped-query attention without copying keys: the G query heads that share a KV head are viewed as
 G query rows of that head ([N, KVH, G, D]), so one call serves them all. The padding past each
