@@ -17,15 +17,12 @@ import torch.nn.functional as F
 
 
 def sdpa_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
-                lengths: torch.Tensor, block_size: int, out: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-    """q and out [N, H, D] (one token per request), caches [KVH, slots, D], blocks [N, NB], lengths [N],
-    bias [N, 1, NB * block_size] (0 on each context, -inf on the padding past it; the step's
-    DecodeGroup.bias, else built here from `lengths`): out = attention over each context."""
+                lengths: torch.Tensor, block_size: int, out: torch.Tensor, bias: torch.Tensor) -> None:
+    """q and out [N, H, D] (one token per request), caches [KVH, slots, D], blocks [N, NB], lengths [N]
+    (unused: `bias` hides the padding), bias [N, 1, NB * block_size] (the step's DecodeGroup.bias: 0 on
+    each context, -inf past it): out = attention over each context."""
     kvh, slots, d = k_cache.shape
     n, keys = blocks.shape[0], blocks.shape[1] * block_size
-    if bias is None:
-        seen = torch.arange(keys, device=q.device)[None, :] < lengths[:, None]
-        bias = torch.zeros(n, 1, keys, dtype=q.dtype, device=q.device).masked_fill_(~seen[:, None, :], float("-inf"))
     ids = blocks.reshape(-1)
     k, v = (cache.view(kvh, slots // block_size, block_size * d).index_select(1, ids)
             .view(kvh, n, keys, d).transpose(0, 1) for cache in (k_cache, v_cache))  # [N, KVH, keys, D]
