@@ -27,8 +27,10 @@ class KVCache:
         # head-major ([KV heads, slots, head_dim]): a gather of context slots is then already in the
         # layout attention multiplies with, so it is the only copy the KV cache costs per step
         shape = (cfg.num_kv_heads, slots, cfg.head_dim)
-        # the KV tier: allocated once up front, so serving never allocates on the hot path
-        self.layers = [(device.allocate(shape, dtype), device.allocate(shape, dtype)) for _ in range(cfg.num_layers)]
+        # the KV tier: allocated once up front, so serving never allocates on the hot path; one tensor
+        # [layers, K/V, ...] viewed per layer, so that clear_fresh zeroes a block in every layer at once
+        self._all = device.allocate((cfg.num_layers, 2) + shape, dtype)
+        self.layers = [(self._all[i, 0], self._all[i, 1]) for i in range(cfg.num_layers)]
         self.device, self.dtype = device, dtype
         self._scratch = device.allocate((0,), dtype)
         self._fresh: list[int] = []  # blocks handed out since the last clear_fresh()
@@ -71,11 +73,10 @@ class KVCache:
         """
         if not self._fresh:
             return
-        ids = torch.tensor(self._fresh, dtype=torch.long, device=self.layers[0][0].device)
-        kvh, slots, d = self.layers[0][0].shape
-        for k, v in self.layers:
-            for cache in (k, v):
-                cache.view(kvh, slots // self.block_size, self.block_size * d).index_fill_(1, ids, 0)
+        layers, _, kvh, slots, d = self._all.shape
+        blocks = self._all.view(layers * 2 * kvh, slots // self.block_size, self.block_size * d)
+        for block_id in self._fresh:  # one call per block for every layer's K and V (was 60 a block)
+            blocks[:, block_id].zero_()
         self._fresh.clear()
 
     def match_prefix(self, req: Req) -> None:
