@@ -265,8 +265,9 @@ def _expf(x):
     """exp(x) for any float32 x, to ~1 ulp like libm's expf (inf above ~88.72, where it overflows), but
     vectorisable: the polynomial of `_exp`, its power of two applied in two halves so that 2^128 does
     not overflow first. np.exp is a libm call per value, which does not vectorise."""
-    big = x > np.float32(88.72283)
-    x = min(max(x, np.float32(-87.0)), np.float32(88.7))
+    top = np.float32(88.72283)  # the largest float32 whose exp is finite (libm's expf overflows above)
+    big = x > top
+    x = min(max(x, np.float32(-87.0)), top)
     n = np.floor(x * np.float32(1.44269504) + np.float32(0.5))
     r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
     p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
