@@ -18,6 +18,7 @@ from minfer import kernels
 from minfer.graph.model import reference_ops
 from minfer.kernels import MATMULS, Int8Weight, can_prepack, can_quantize, get_matmul, prepack, quantize_int8, torch_matmul
 from minfer.kernels.sdpa_decode import sdpa_decode
+from minfer.scheduler.batch import padding_bias
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -224,19 +225,13 @@ def test_compiled_kernels_stay_off_when_the_environment_says_so(tiny):
     assert out.split() == ["None", "False"]
 
 
-def _padding_bias(blocks, lengths, block_size, dtype=torch.float32):
-    """[N, 1, NB * block_size]: 0 on each context, -inf past it (as the batch builds it, DecodeGroup.bias)."""
-    real = torch.arange(blocks.shape[1] * block_size)[None, :] < lengths[:, None]
-    return torch.zeros(real.shape, dtype=dtype).masked_fill_(~real, float("-inf"))[:, None, :]
-
-
 def _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size):
     """The teaching path for the same decodes: gather the blocks, attend with a padding bias."""
     from minfer.graph.attention import attend, gather_kv, group_heads, ungroup_heads
 
     kvh, n = k_cache.shape[0], blocks.shape[0]
     kc, vc = gather_kv(k_cache, v_cache, blocks, block_size, lambda numel: torch.empty(numel))
-    bias = _padding_bias(blocks, lengths, block_size)
+    bias = padding_bias(lengths, blocks.shape[1] * block_size)
     o = attend(group_heads(q[:, None], kvh), kc.view(kvh, n, -1, kc.shape[-1]), vc.view(kvh, n, -1, vc.shape[-1]), bias)
     return ungroup_heads(o, 1)[:, 0]
 
@@ -255,7 +250,7 @@ def test_decode_kernels_match_gather_and_attend(heads, kv_heads, block_size, dty
     blocks = torch.randperm(num_blocks, generator=g)[:5 * 6].view(5, 6)  # scattered, as in a used pool
     q = (torch.randn(5, heads, d, generator=g) * 4).to(dtype)  # large scores: the softmax must stay stable
     out = torch.full_like(q, float("nan"))
-    kernel(q, k_cache, v_cache, blocks, lengths, block_size, out, _padding_bias(blocks, lengths, block_size, dtype))
+    kernel(q, k_cache, v_cache, blocks, lengths, block_size, out, padding_bias(lengths, blocks.shape[1] * block_size).to(dtype))
     # the same bfloat16 inputs attended in float32: the kernel's only rounding is its bfloat16 output
     want = _torch_decode(q.float(), k_cache.float(), v_cache.float(), blocks, lengths, block_size).to(dtype)
     tol = 1e-5 if dtype == torch.float32 else 1e-2

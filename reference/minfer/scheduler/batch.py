@@ -92,7 +92,11 @@ def attention_segments(items: list[ScheduledReq], block_size: int) -> tuple[list
         # pad with the request's own first block: written (or zeroed) values, which the bias hides
         blocks = torch.tensor([b + b[:1] * (nb - len(b)) for _, b in group])
         lengths = torch.tensor([n for n, _ in group])
-        real = torch.arange(nb * block_size)[None, :] < lengths[:, None]
-        bias = torch.zeros(real.shape).masked_fill_(~real, float("-inf"))[:, None, :]
-        decode.append(DecodeGroup(first, blocks, bias, lengths))
+        decode.append(DecodeGroup(first, blocks, padding_bias(lengths, nb * block_size), lengths))
     return prefill, decode
+
+
+def padding_bias(lengths: torch.Tensor, keys: int) -> torch.Tensor:
+    """[N, 1, keys]: 0 on each of N contexts' first `lengths` keys, -inf on the padding past them."""
+    real = torch.arange(keys)[None, :] < lengths[:, None]
+    return torch.zeros(real.shape).masked_fill_(~real, float("-inf"))[:, None, :]
