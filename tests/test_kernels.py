@@ -284,6 +284,28 @@ def test_compiled_softmax_exp_is_accurate_to_a_float32_ulp():
     assert exp(np.float32(-200.0)) < 1e-37  # far below: as good as 0 for a softmax
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_decode_kernel_gives_the_same_bits_per_request_or_per_head(dtype):
+    """A job is a request's KV heads together, or one head when there are too few requests for the
+    threads; each head's arithmetic is the same either way, so the outputs are the same bits."""
+    import numpy as np
+
+    compiled = compiled_or_skip(dtype)
+    g = torch.Generator().manual_seed(5)
+    k_cache, v_cache = (torch.randn(3, 12 * 8, 64, generator=g).to(dtype) for _ in range(2))
+    q, lengths = torch.randn(6, 9, 64, generator=g).to(dtype), torch.tensor([1, 8, 9, 30, 47, 96])
+    blocks = torch.randperm(12, generator=g).repeat(6, 1)
+    outs = []
+    for threads in (1, 64):  # 6 requests >= 2 per thread: jobs per request; < 2 per thread: per head
+        out = torch.full_like(q, float("nan"))
+        raw = compiled._raw
+        compiled._decode(raw(q), raw(k_cache), raw(v_cache), blocks.numpy(), lengths.numpy(), 8,
+                         np.float32(64 ** -0.5), raw(out), threads)
+        outs.append(out)
+    assert not outs[0].isnan().any()
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_compiled_decode_kernel_reads_no_padding():
     """Blocks past a context's length may be anything (a padded table repeats its first block)."""
     kernel = decode_kernel_or_skip()
