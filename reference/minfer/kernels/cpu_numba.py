@@ -133,9 +133,9 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
     hardware prefetcher stops at every 4 KB page (a block of one head), so a thread that walks three
     streams at once keeps more reads in flight than one that finishes a head before the next. On
     SmolLM2's serving workload (one decode step captured and replayed: 47 requests, 17.6k context
-    tokens, 30 layers, 795 MB of K/V) the kernel went from 39-41 ms to 36-38 ms (a head at a time
-    against this, alternating in one process); its arithmetic is the same. It is bound by these
-    reads, not by its arithmetic: K alone or V alone takes ~20 ms."""
+    tokens, 30 layers, 795 MB of K/V) the kernel took 40.7 ms against 42.7 ms a head at a time (the
+    medians of 10 alternations in one process; the best runs 36.6 against 41.6); its arithmetic is
+    the same. It is bound by these reads, not by its arithmetic: K alone or V alone takes ~20 ms."""
     heads, dim = q.shape
     groups = heads // k_cache.shape[0]  # heads h*G ... h*G+G-1 share KV head h
     qs = np.empty((heads, dim), dtype=np.float32)
