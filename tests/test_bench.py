@@ -39,6 +39,28 @@ def test_bench_prints_ratios(tiny_dir, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     assert "GB/s copy bandwidth" in fast and "accuracy of torch.bfloat16 with int8 weights against float32" in fast
+    # under each serving row, how close it came to the machine's bound
+    for part in (table, fast):
+        line = next(l for l in part.splitlines() if l.startswith("serving computes"))
+        assert "% of that bound" in line and "the bound allows at most" in line, line
+
+
+def test_serving_work_counts_each_product_attention_and_kv_read_once():
+    from minfer.loader.config import ModelConfig
+    from minfer_bench.engine import serving_work
+
+    cfg = ModelConfig("llama", vocab_size=5, hidden_size=4, intermediate_size=3, num_layers=2, num_heads=2,
+                      num_kv_heads=1, head_dim=2, rms_norm_eps=1e-5, rope_theta=1e4, max_position=64,
+                      tie_word_embeddings=True, qkv_bias=False, qk_norm=False, eos_token_ids=(0,), bos_token_id=None)
+    # one request, a 2-token prompt and 2 new tokens: positions 0, 1 (prefill) and 2 (the first new
+    # token fed back) run through the model; the second new token is never fed back.
+    # Projections per token and layer: qkv 4x(4+2+2) + o 4x4 + gate/up 4x6 + down 3x4 = 84 weights.
+    projections = 3 * 2 * (2 * 84)
+    head = 2 * (2 * 4 * 5)  # each new token's logits
+    attention = 2 * 4 * 4 * (1 + 2 + 3)  # per layer: 4 FLOPs x 4 query values x (keys seen by positions 0, 1, 2)
+    kv_read = 3 * 2 * 2 * 2 * 4  # position 2 reads 3 tokens' K and V, 2 values each, 2 layers, float32
+    assert serving_work(cfg, [2], [2], 4) == (projections + head + attention, kv_read)
+    assert serving_work(cfg, [2, 2], [2, 2], 2) == (2 * (projections + head + attention), 2 * kv_read // 2)  # bfloat16
 
 
 def test_bench_profile_and_bandwidth_line(tiny_dir, tmp_path, capsys):

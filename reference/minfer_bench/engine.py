@@ -17,6 +17,7 @@ import torch
 from minfer.core import SamplingParams
 from minfer.engine import LLM
 from minfer.graph.model import reference_ops
+from minfer.loader.config import ModelConfig
 from minfer.kernels import Int8Weight, can_quantize, torch_matmul
 
 
@@ -30,6 +31,7 @@ class Row:
     # bandwidth drifts within and between runs (29.7 to 50.0 GB/s), so a decode rate and its bound
     # are taken together
     bandwidth: float | None = None
+    note: str | None = None  # a line printed under the table
 
     def ratio(self) -> str:
         if not self.hf:
@@ -288,12 +290,61 @@ def bench_serving(llm: LLM, hf, num: int, seed: int) -> list[Row]:
     params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in outs]
     secs = _timed(lambda: llm.generate(prompts, params))
     row = Row(f"serving {num} requests, tokens/s ({total} tokens)", total / secs, None, True)
+    hf_secs = None
     if hf is not None:
         hf_secs = 0.0
         for i in range(0, num, 16):  # static batches of 16, each run to its longest request
             hf_secs += _timed(lambda: _hf_generate(hf, prompts[i:i + 16], max(outs[i:i + 16])))
         row.hf = total / hf_secs
+    if llm.device.torch_device.type == "cpu":
+        row.note = serving_bound_line(llm, [len(p) for p in prompts], outs, secs, hf_secs)
     return [row]
+
+
+def serving_work(cfg: ModelConfig, prompt_lens: list[int], outs: list[int], kv_itemsize: int) -> tuple[float, float]:
+    """(FLOPs, bytes of cached K/V read) the serving workload needs at the least, in any engine.
+
+    Every prompt token and every generated token but the last passes through each layer's
+    projections once (2 FLOPs per weight); each generated token through the LM head; each of those
+    tokens attends to its whole context (q·k and p·v: 4 FLOPs per head dimension per key); and each
+    decode step reads its request's cached keys and values once. Prefill's reads of the cache and
+    everything else (norms, sampling, Python) are left out: a lower bound on the work."""
+    c = cfg
+    q, kv = c.q_size, c.kv_size
+    per_token = 2 * c.num_layers * c.hidden_size * (2 * q + 2 * kv + 3 * c.intermediate_size)
+    flops = kv_bytes = 0.0
+    for n, o in zip(prompt_lens, outs):
+        rows = n + o - 1  # positions 0 ... n+o-2 run through the model; the last sampled token never does
+        keys = rows * (rows + 1) // 2  # position p attends to p + 1 keys
+        flops += rows * per_token + o * 2 * c.hidden_size * c.vocab_size + 4 * c.num_layers * q * keys
+        decode_keys = keys - n * (n + 1) // 2  # the decode steps: positions n ... n+o-2
+        kv_bytes += decode_keys * c.kv_bytes_per_token(kv_itemsize)
+    return flops, kv_bytes
+
+
+def product_rate(llm: LLM, rows: int = 1024, rounds: int = 3) -> float:
+    """FLOP/s of the engine's own matrix product at prefill size, on its widest weight (gate/up): what
+    this machine's arithmetic reaches in practice, measured now (the best of `rounds`)."""
+    w = llm.model.layers[0].gate_up
+    x = torch.randn(rows, llm.config.hidden_size, dtype=llm.dtype, device=llm.device.torch_device)
+    flops = 2 * rows * llm.config.hidden_size * 2 * llm.config.intermediate_size
+    with torch.inference_mode():
+        llm.model.matmul(x, w)  # warm-up
+        return flops / min(_timed(lambda: llm.model.matmul(x, w)) for _ in range(rounds))
+
+
+def serving_bound_line(llm: LLM, prompt_lens: list[int], outs: list[int], secs: float, hf_secs: float | None) -> str:
+    """How close the serving run came to this machine's bound: its least work (`serving_work`) at the
+    engine's measured product rate plus its K/V reads at the measured copy bandwidth."""
+    flops, kv_bytes = serving_work(llm.config, prompt_lens, outs, llm.dtype.itemsize)
+    rate, bw = product_rate(llm), memory_bandwidth()
+    bound = flops / rate + kv_bytes / bw
+    line = (f"serving computes {flops / 1e12:.2f} TFLOP and reads {kv_bytes / 1e9:.1f} GB of cached K/V: at least "
+            f"{bound:.1f} s at this machine's {rate / 1e9:.0f} GFLOP/s (a 1024-row product, measured now) and "
+            f"{bw / 1e9:.1f} GB/s copy bandwidth; minfer took {secs:.1f} s = {bound / secs:.0%} of that bound")
+    if hf_secs:
+        line += f"; transformers {hf_secs:.1f} s (the bound allows at most {hf_secs / bound:.1f}x transformers)"
+    return line
 
 
 def print_table(rows: list[Row], title: str) -> None:
@@ -304,6 +355,9 @@ def print_table(rows: list[Row], title: str) -> None:
         hf = f"{r.hf:.3f}" if r.hf is not None else "-"
         print(f"| {r.metric:50} | {r.minfer:10.3f} | {hf:>12} | {r.ratio():>7} |")
     print("ratio > 1 means minfer is better (faster, or sooner)")
+    for r in rows:
+        if r.note:
+            print(r.note)
 
 
 def memory_bandwidth(nbytes: int = 256 << 20) -> float:
