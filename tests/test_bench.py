@@ -42,7 +42,7 @@ def test_bench_prints_ratios(tiny_dir, capsys):
     # under each serving row, how close it came to the machine's bound
     for part in (table, fast):
         line = next(l for l in part.splitlines() if l.startswith("serving computes"))
-        assert "% of that bound" in line and "the bound allows at most" in line, line
+        assert "% of the bound's speed" in line and "the bound allows at most" in line, line
 
 
 def test_serving_work_counts_each_product_attention_and_kv_read_once():

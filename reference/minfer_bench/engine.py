@@ -17,8 +17,8 @@ import torch
 from minfer.core import SamplingParams
 from minfer.engine import LLM
 from minfer.graph.model import reference_ops
-from minfer.loader.config import ModelConfig
 from minfer.kernels import Int8Weight, can_quantize, torch_matmul
+from minfer.loader.config import ModelConfig
 
 
 @dataclass
@@ -335,13 +335,14 @@ def product_rate(llm: LLM, rows: int = 1024, rounds: int = 3) -> float:
 
 def serving_bound_line(llm: LLM, prompt_lens: list[int], outs: list[int], secs: float, hf_secs: float | None) -> str:
     """How close the serving run came to this machine's bound: its least work (`serving_work`) at the
-    engine's measured product rate plus its K/V reads at the measured copy bandwidth."""
+    engine's measured product rate, then its K/V reads at the measured copy bandwidth (one after the
+    other, as a step runs them; all of it, attention too, at the rate of a large product)."""
     flops, kv_bytes = serving_work(llm.config, prompt_lens, outs, llm.dtype.itemsize)
     rate, bw = product_rate(llm), memory_bandwidth()
     bound = flops / rate + kv_bytes / bw
-    line = (f"serving computes {flops / 1e12:.2f} TFLOP and reads {kv_bytes / 1e9:.1f} GB of cached K/V: at least "
+    line = (f"serving computes {flops / 1e12:.2f} TFLOP and reads {kv_bytes / 1e9:.1f} GB of cached K/V: a bound of "
             f"{bound:.1f} s at this machine's {rate / 1e9:.0f} GFLOP/s (a 1024-row product, measured now) and "
-            f"{bw / 1e9:.1f} GB/s copy bandwidth; minfer took {secs:.1f} s = {bound / secs:.0%} of that bound")
+            f"{bw / 1e9:.1f} GB/s copy bandwidth; minfer took {secs:.1f} s, {bound / secs:.0%} of the bound's speed")
     if hf_secs:
         line += f"; transformers {hf_secs:.1f} s (the bound allows at most {hf_secs / bound:.1f}x transformers)"
     return line
