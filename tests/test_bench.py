@@ -60,7 +60,8 @@ def test_serving_work_counts_each_product_attention_and_kv_read_once():
     attention = 2 * 4 * 4 * (1 + 2 + 3)  # per layer: 4 FLOPs x 4 query values x (keys seen by positions 0, 1, 2)
     kv_read = 3 * 2 * 2 * 2 * 4  # position 2 reads 3 tokens' K and V, 2 values each, 2 layers, float32
     assert serving_work(cfg, [2], [2], 4) == (projections + head + attention, kv_read)
-    assert serving_work(cfg, [2, 2], [2, 2], 2) == (2 * (projections + head + attention), 2 * kv_read // 2)  # bfloat16
+    # two such requests in bfloat16: twice the FLOPs, twice the tokens read at half the bytes each
+    assert serving_work(cfg, [2, 2], [2, 2], 2) == (2 * (projections + head + attention), 2 * (kv_read // 2))
 
 
 def test_bench_profile_and_bandwidth_line(tiny_dir, tmp_path, capsys):
