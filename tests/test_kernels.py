@@ -306,16 +306,20 @@ def test_compiled_decode_kernel_gives_the_same_bits_per_request_or_per_head(dtyp
     assert torch.equal(outs[0], outs[1])
 
 
-def test_compiled_decode_kernel_reads_no_padding():
-    """Blocks past a context's length may be anything (a padded table repeats its first block)."""
-    kernel = decode_kernel_or_skip()
-    k_cache, v_cache = torch.randn(3, 8 * 4, 64), torch.randn(3, 8 * 4, 64)
-    q, lengths = torch.randn(1, 9, 64), torch.tensor([5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_decode_kernel_reads_no_padding(dtype):
+    """Blocks past a context's length may be anything (a padded table repeats its first block), and
+    so may the slots of its last block past its last token (the kernel reads keys two and values
+    four at a time, and must not read past the end to do so)."""
+    kernel = decode_kernel_or_skip(dtype)
+    k_cache, v_cache = torch.randn(3, 8 * 4, 64).to(dtype), torch.randn(3, 8 * 4, 64).to(dtype)
+    q, lengths = torch.randn(1, 9, 64).to(dtype), torch.tensor([5])
     first, second = torch.empty_like(q), torch.empty_like(q)
     kernel(q, k_cache, v_cache, torch.tensor([[2, 3, 7]]), lengths, 4, first)
     k_cache[:, 7 * 4:], v_cache[:, 7 * 4:] = float("nan"), float("nan")  # block 7 is unused
+    k_cache[:, 3 * 4 + 1:4 * 4], v_cache[:, 3 * 4 + 1:4 * 4] = float("nan"), float("nan")  # token 5 on
     kernel(q, k_cache, v_cache, torch.tensor([[2, 3, 7]]), lengths, 4, second)
-    assert torch.equal(first, second)
+    assert not first.isnan().any() and torch.equal(first, second)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -124,6 +124,67 @@ def _exp(x):
     return p * np.uint32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
 
 
+def _key_scores(qs, k_cache, blocks, length, block_size, h0, h1, scores):
+    """scores[j, t] = qs[j] · key t over a context's `length` tokens, for the query heads j of KV heads
+    h0 ... h1-1 (see `_one`)."""
+    raise NotImplementedError("compiled code only")
+
+
+def _scores_by_token(qs, k_cache, blocks, length, block_size, h0, h1, scores):
+    """A key at a time, every KV head's stream side by side: the float32 pass, bound by its reads."""
+    groups = qs.shape[0] // k_cache.shape[0]
+    for b in range((length + block_size - 1) // block_size):
+        first, t0 = blocks[b] * block_size, b * block_size
+        for i in range(min(block_size, length - t0)):
+            for h in range(h0, h1):
+                key = k_cache[h, first + i]
+                for j in range(h * groups, (h + 1) * groups):
+                    s = np.float32(0.0)
+                    for d in range(qs.shape[1]):
+                        s += qs[j, d] * _f32(key[d])
+                    scores[j, t0 + i] = s
+
+
+def _scores_by_pair(qs, k_cache, blocks, length, block_size, h0, h1, scores):
+    """Two keys at a time against three query heads at a time (six sums per pass over D): the bfloat16
+    pass, bound by its instructions. Past the context's end the last key stands in; its scores are
+    written twice, the same."""
+    groups = qs.shape[0] // k_cache.shape[0]
+    for b in range((length + block_size - 1) // block_size):
+        first, t0 = blocks[b] * block_size, b * block_size
+        last = min(block_size, length - t0) - 1
+        for i in range(0, last + 1, 2):
+            i1 = min(i + 1, last)
+            for h in range(h0, h1):
+                k0, k1 = k_cache[h, first + i], k_cache[h, first + i1]
+                j = h * groups
+                while j + 3 <= (h + 1) * groups:
+                    a0 = a1 = a2 = c0 = c1 = c2 = np.float32(0.0)
+                    for d in range(qs.shape[1]):
+                        x, y = _f32(k0[d]), _f32(k1[d])
+                        a0 += qs[j, d] * x
+                        a1 += qs[j + 1, d] * x
+                        a2 += qs[j + 2, d] * x
+                        c0 += qs[j, d] * y
+                        c1 += qs[j + 1, d] * y
+                        c2 += qs[j + 2, d] * y
+                    scores[j, t0 + i], scores[j + 1, t0 + i], scores[j + 2, t0 + i] = a0, a1, a2
+                    scores[j, t0 + i1], scores[j + 1, t0 + i1], scores[j + 2, t0 + i1] = c0, c1, c2
+                    j += 3
+                while j < (h + 1) * groups:  # heads left over when a group is not a multiple of three
+                    a0 = c0 = np.float32(0.0)
+                    for d in range(qs.shape[1]):
+                        a0 += qs[j, d] * _f32(k0[d])
+                        c0 += qs[j, d] * _f32(k1[d])
+                    scores[j, t0 + i], scores[j, t0 + i1] = a0, c0
+                    j += 1
+
+
+@overload(_key_scores, jit_options={k: v for k, v in _JIT.items() if k != "cache"})  # cached with its caller
+def _key_scores_impl(qs, k_cache, blocks, length, block_size, h0, h1, scores):
+    return _scores_by_pair if k_cache.dtype == types.uint16 else _scores_by_token
+
+
 @numba.njit(**_JIT)
 def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, scores):
     """out[j] = softmax(q[j] · keys / sqrt(D)) · values over one request's `length` cached tokens, for
@@ -132,27 +193,27 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
     The KV heads advance together, token by token: each is its own stream through memory, and the
     hardware prefetcher stops at every 4 KB page (a block of one head), so a thread that walks every
     head's stream at once (three for SmolLM2) keeps more reads in flight than one that finishes a
-    head before the next. On
-    SmolLM2's serving workload (one decode step captured and replayed: 47 requests, 17.6k context
-    tokens, 30 layers, 795 MB of K/V) the kernel took 40.7 ms against 42.7 ms a head at a time (the
-    medians of 10 alternations in one process; the best runs 36.6 against 41.6); its arithmetic is
-    the same. It is bound by these reads, not by its arithmetic: K alone or V alone takes ~20 ms."""
+    head before the next. On SmolLM2's serving workload (one decode step captured and replayed: 47
+    requests, 17.6k context tokens, 30 layers, 795 MB of K/V) the kernel took 40.7 ms against 42.7 ms
+    a head at a time (the medians of 10 alternations in one process; the best runs 36.6 against
+    41.6); its arithmetic is the same.
+
+    In float32 that step is bound by its reads (K alone or V alone takes ~20 ms); in bfloat16, half
+    the bytes, by its instructions: with the cache in L2 a token of one KV head costs ~35 ns either
+    way. So loads are shared where that pays. Values come four at a time: the running sums live in
+    memory (a numba array, not registers), and four weighted values summed first load and store each
+    sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns a token and head in float32).
+    In bfloat16 keys come two at a time against three query heads (`_scores_by_pair`); in float32
+    that pass made the replayed step slower (35 -> 39 ms best runs), so keys come one at a time
+    there. Replayed (8 alternations, medians): bfloat16 33.2 -> 29.6 ms, float32 36.5 -> 37.0 (its
+    best runs 36.2 and 36.3). Past the context's end the last value stands in, weighted by zero."""
     heads, dim = q.shape
     groups = heads // k_cache.shape[0]  # heads h*G ... h*G+G-1 share KV head h
     qs = np.empty((heads, dim), dtype=np.float32)
     for j in range(h0 * groups, h1 * groups):
         for d in range(dim):
             qs[j, d] = _f32(q[j, d]) * scale
-    for b in range((length + block_size - 1) // block_size):
-        first, t0 = blocks[b] * block_size, b * block_size
-        for i in range(min(block_size, length - t0)):
-            for h in range(h0, h1):
-                key = k_cache[h, first + i]
-                for j in range(h * groups, (h + 1) * groups):
-                    s = np.float32(0.0)
-                    for d in range(dim):
-                        s += qs[j, d] * _f32(key[d])
-                    scores[j, t0 + i] = s
+    _key_scores(qs, k_cache, blocks, length, block_size, h0, h1, scores)
     for j in range(h0 * groups, h1 * groups):
         top = np.float32(-np.inf)  # subtract the row's max before exp: no overflow, however large the scores
         for t in range(length):
@@ -165,15 +226,21 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
         for t in range(length):
             scores[j, t] /= total
     acc = np.zeros((heads, dim), dtype=np.float32)
-    for b in range((length + block_size - 1) // block_size):
+    for b in range((length + block_size - 1) // block_size):  # values four at a time (see the docstring)
         first, t0 = blocks[b] * block_size, b * block_size
-        for i in range(min(block_size, length - t0)):
+        last = min(block_size, length - t0) - 1
+        for i in range(0, last + 1, 4):
+            i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
             for h in range(h0, h1):
-                value = v_cache[h, first + i]
+                v0, v1 = v_cache[h, first + i], v_cache[h, first + i1]
+                v2, v3 = v_cache[h, first + i2], v_cache[h, first + i3]
                 for j in range(h * groups, (h + 1) * groups):
-                    p = scores[j, t0 + i]
+                    p0 = scores[j, t0 + i]
+                    p1 = scores[j, t0 + i1] if i + 1 <= last else np.float32(0.0)
+                    p2 = scores[j, t0 + i2] if i + 2 <= last else np.float32(0.0)
+                    p3 = scores[j, t0 + i3] if i + 3 <= last else np.float32(0.0)
                     for d in range(dim):
-                        acc[j, d] += p * _f32(value[d])
+                        acc[j, d] += (p0 * _f32(v0[d]) + p1 * _f32(v1[d])) + (p2 * _f32(v2[d]) + p3 * _f32(v3[d]))
     for j in range(h0 * groups, h1 * groups):
         for d in range(dim):
             out[j, d] = _like(out, acc[j, d])
