@@ -199,8 +199,8 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
     41.6); its arithmetic is the same.
 
     In float32 that step is bound by its reads (K alone or V alone takes ~20 ms); in bfloat16, half
-    the bytes, by its instructions: with the cache in L2 a token of one KV head costs ~35 ns either
-    way. So loads are shared where that pays. Values come four at a time: the running sums live in
+    the bytes, by its instructions: with the cache in L2 a token of one KV head costs 30-35 ns in
+    either dtype. So loads are shared where that pays. Values come four at a time: the running sums live in
     memory (a numba array, not registers), and four weighted values summed first load and store each
     sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns a token and head in float32).
     In bfloat16 keys come two at a time against three query heads (`_scores_by_pair`); in float32
