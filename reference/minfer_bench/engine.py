@@ -338,10 +338,11 @@ def serving_bound_line(llm: LLM, prompt_lens: list[int], outs: list[int], secs: 
     engine's measured product rate, then its K/V reads at the measured copy bandwidth (one after the
     other, as a step runs them; all of it, attention too, at the rate of a large product)."""
     flops, kv_bytes = serving_work(llm.config, prompt_lens, outs, llm.dtype.itemsize)
-    rate, bw = product_rate(llm), memory_bandwidth()
+    rows = 1024  # a prefill step's product: oneDNN's best rate on this machine
+    rate, bw = product_rate(llm, rows), memory_bandwidth()
     bound = flops / rate + kv_bytes / bw
     line = (f"serving computes {flops / 1e12:.2f} TFLOP and reads {kv_bytes / 1e9:.1f} GB of cached K/V: a bound of "
-            f"{bound:.1f} s at this machine's {rate / 1e9:.0f} GFLOP/s (a 1024-row product, measured now) and "
+            f"{bound:.1f} s at this machine's {rate / 1e9:.0f} GFLOP/s (a {rows}-row product, measured now) and "
             f"{bw / 1e9:.1f} GB/s copy bandwidth; minfer took {secs:.1f} s, {bound / secs:.0%} of the bound's speed")
     if hf_secs:
         line += f"; transformers {hf_secs:.1f} s (the bound allows at most {hf_secs / bound:.1f}x transformers)"

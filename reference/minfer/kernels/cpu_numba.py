@@ -200,9 +200,10 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
 
     In float32 that step is bound by its reads (K alone or V alone takes ~20 ms); in bfloat16, half
     the bytes, by its instructions: with the cache in L2 a token of one KV head costs 30-35 ns in
-    either dtype. So loads are shared where that pays. Values come four at a time: the running sums live in
-    memory (a numba array, not registers), and four weighted values summed first load and store each
-    sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns a token and head in float32).
+    either dtype. So loads are shared where that pays. Values come four at a time: the running sums
+    live in memory (a numba array, not registers), and four weighted values summed first load and
+    store each sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns a token and head in
+    float32).
     In bfloat16 keys come two at a time against three query heads (`_scores_by_pair`); in float32
     that pass made the replayed step slower (35 -> 39 ms best runs), so keys come one at a time
     there. Replayed (8 alternations, medians): bfloat16 33.2 -> 29.6 ms, float32 36.5 -> 37.0 (its
