@@ -18,10 +18,12 @@ def test_bench_prints_ratios(tiny_dir, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row
     rows = [line for line in switches.splitlines() if line.startswith("| ")]
-    assert len(rows) == 6 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
-    assert "prepacked weights" in rows[2] and "batch-1 decode" in rows[3], switches  # float32 on a CPU
+    assert len(rows) == 8 and "prefix caching" in rows[0] and "fused SDPA prefill" in rows[1], switches
+    assert "paged prefill kernel (vs SDPA)" in rows[2], switches  # decode_attention.c, built by CI's gcc
+    assert "prepacked weights" in rows[3] and "batch-1 decode" in rows[4], switches  # float32 on a CPU
     # numba is installed with the test extras
-    assert "compiled decode kernel" in rows[4] and "compiled RMSNorm/RoPE/SwiGLU" in rows[5], switches
+    assert "compiled decode kernel" in rows[5] and "C decode attention (vs numba's)" in rows[6], switches
+    assert "compiled RMSNorm/RoPE/SwiGLU" in rows[7], switches
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), row

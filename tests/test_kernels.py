@@ -16,6 +16,7 @@ from minfer_course.spy import record_logits
 from minfer.hal import get_device
 from minfer import kernels
 from minfer.graph.model import reference_ops
+from minfer.kernels import native
 from minfer.kernels import MATMULS, Int8Weight, can_prepack, can_quantize, get_matmul, prepack, quantize_int8, torch_matmul
 from minfer.kernels.sdpa_decode import sdpa_decode
 from minfer.scheduler.batch import padding_bias
@@ -168,14 +169,18 @@ class CountingLayers:
         self.inner(*args)
 
 
-def test_compiled_decode_layers_give_the_layer_by_layer_bits(tiny, tiny_dir):
+@pytest.mark.parametrize("model", ["tiny", "llama"])
+def test_compiled_decode_layers_give_the_layer_by_layer_bits(tiny, tiny_dir, model):
     """Decode steps of one or two rows run every layer in one compiled call: the same tokens and the
-    same logits, bit for bit, as layer by layer; steps of more rows go layer by layer."""
+    same logits, bit for bit, as layer by layer; steps of more rows go layer by layer. Head size 8
+    (tiny) attends through numba's kernel both ways, 16 (llama) through decode_attention.c where built."""
     int8_or_skip()
     compiled_or_skip(torch.bfloat16)
     # no prefix cache: a second run would prefill from cached blocks, which rounds differently
-    llm = LLM(tiny, kv_cache_mb=1, dtype="bfloat16", quantize="int8", enable_prefix_cache=False)
+    path = tiny if model == "tiny" else str(tiny_dir("llama"))
+    llm = LLM(path, kv_cache_mb=1, dtype="bfloat16", quantize="int8", enable_prefix_cache=False)
     fused = llm.model.decode_layers
+    assert bool(fused.c_attend) == (model == "llama" and bool(native.attend_fn("bf16", 16)))
     params = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
     for batch, fused_steps in (([list(range(3, 40))], 9), ([list(range(3, 40)), list(range(50, 61))], 9),
                                ([[5, 6, 7], [8, 9], [10]], 0)):  # after one prefill step, 9 decode steps
@@ -236,14 +241,17 @@ def _torch_decode(q, k_cache, v_cache, blocks, lengths, block_size):
     return ungroup_heads(o, 1)[:, 0]
 
 
-@pytest.mark.parametrize("kind", ["compiled", "sdpa"])
+@pytest.mark.parametrize("kind", ["c", "numba", "sdpa"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("heads,kv_heads,block_size", [(9, 3, 16), (4, 4, 4), (8, 1, 8)])
-def test_decode_kernels_match_gather_and_attend(heads, kv_heads, block_size, dtype, kind):
-    """The CPU's compiled kernel, and PyTorch's fused attention over the gathered blocks (the GPU's)."""
-    kernel = decode_kernel_or_skip(dtype) if kind == "compiled" else sdpa_decode
+@pytest.mark.parametrize("heads,kv_heads,block_size,d", [(9, 3, 16, 64), (4, 4, 4, 64), (8, 1, 8, 64), (10, 2, 4, 16),
+                                                         (6, 2, 8, 128)])
+def test_decode_kernels_match_gather_and_attend(heads, kv_heads, block_size, d, dtype, kind):
+    """The CPU's kernels (C and numba), and PyTorch's fused attention over the gathered blocks (the
+    GPU's). The C kernel takes query heads three, two or one at a time: groups of 3, 1, 8 and 5 heads,
+    head sizes 64, 16 and 128 (one at a time)."""
+    kernel = decode_kernel_or_skip(dtype, kind) if kind != "sdpa" else sdpa_decode
     g = torch.Generator().manual_seed(heads * 100 + block_size)
-    d, num_blocks = 64, 40
+    num_blocks = 40
     k_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g).to(dtype)
     v_cache = torch.randn(kv_heads, num_blocks * block_size, d, generator=g).to(dtype)
     lengths = torch.tensor([1, block_size, block_size + 1, 5 * block_size - 3, 6 * block_size])
@@ -284,8 +292,9 @@ def test_compiled_softmax_exp_is_accurate_to_a_float32_ulp():
     assert exp(np.float32(-200.0)) < 1e-37  # far below: as good as 0 for a softmax
 
 
+@pytest.mark.parametrize("c_kernel", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_compiled_decode_kernel_gives_the_same_bits_per_request_or_per_head(dtype):
+def test_compiled_decode_kernel_gives_the_same_bits_per_request_or_per_head(dtype, c_kernel):
     """A job is a request's KV heads together, or one head when there are too few requests for the
     threads; each head's arithmetic is the same either way, so the outputs are the same bits."""
     import numpy as np
@@ -296,22 +305,26 @@ def test_compiled_decode_kernel_gives_the_same_bits_per_request_or_per_head(dtyp
     q, lengths = torch.randn(6, 9, 64, generator=g).to(dtype), torch.tensor([1, 8, 9, 30, 47, 96])
     blocks = torch.randperm(12, generator=g).repeat(6, 1)
     outs = []
+    c_attend = compiled.c_attend(q, k_cache, v_cache, blocks, q) if c_kernel else 0
+    if c_kernel and not c_attend:
+        pytest.skip("no C compiler built kernels/decode_attention.c here")
     for threads in (1, 64):  # 6 requests >= 2 per thread: jobs per request; < 2 per thread: per head
         out = torch.full_like(q, float("nan"))
         raw = compiled._raw
         compiled._decode(raw(q), raw(k_cache), raw(v_cache), blocks.numpy(), lengths.numpy(), 8,
-                         np.float32(64 ** -0.5), raw(out), threads)
+                         np.float32(64 ** -0.5), raw(out), threads, c_attend)
         outs.append(out)
     assert not outs[0].isnan().any()
     assert torch.equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("kind", ["c", "numba"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_compiled_decode_kernel_reads_no_padding(dtype):
+def test_compiled_decode_kernel_reads_no_padding(dtype, kind):
     """Blocks past a context's length may be anything (a padded table repeats its first block), and
-    so may the slots of its last block past its last token (the kernel reads keys two and values
-    four at a time, and must not read past the end to do so)."""
-    kernel = decode_kernel_or_skip(dtype)
+    so may the slots of its last block past its last token (numba's kernel reads values four at a
+    time, and must not read past the end to do so)."""
+    kernel = decode_kernel_or_skip(dtype, kind)
     k_cache, v_cache = torch.randn(3, 8 * 4, 64).to(dtype), torch.randn(3, 8 * 4, 64).to(dtype)
     q, lengths = torch.randn(1, 9, 64).to(dtype), torch.tensor([5])
     first, second = torch.empty_like(q), torch.empty_like(q)
@@ -320,6 +333,70 @@ def test_compiled_decode_kernel_reads_no_padding(dtype):
     k_cache[:, 3 * 4 + 1:4 * 4], v_cache[:, 3 * 4 + 1:4 * 4] = float("nan"), float("nan")  # token 5 on
     kernel(q, k_cache, v_cache, torch.tensor([[2, 3, 7]]), lengths, 4, second)
     assert not first.isnan().any() and torch.equal(first, second)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_prefill_through_the_paged_kernel_matches_sdpa(tiny, tiny_dir, dtype, monkeypatch):
+    """Where decode_attention.c was built, prompt chunks attend through the paged kernel, each new token
+    a decode over its own prefix: whole prompts and later chunks (16-token steps split the longer
+    ones) give the same tokens and logits as through SDPA; contexts past PAGED_PREFILL_MAX go to SDPA."""
+    from minfer.graph import attention
+
+    decode_kernel_or_skip(getattr(torch, dtype), "c")
+    llm = LLM(str(tiny_dir("llama")), kv_cache_mb=1, block_size=4, max_batch_tokens=16, max_running=4, dtype=dtype)
+    assert LLM(tiny, kv_cache_mb=1).model.prefill_kernel is None  # head size 8: no C version, SDPA
+    llm.kv.pool.enable_prefix_cache = False  # each run scheduled as the first: logits in the same order
+    prompts = [[(7 * i + j) % 256 for i in range(n)] for j, n in enumerate((3, 9, 17, 30))]
+    params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
+    kernel, rows = llm.model.prefill_kernel, []
+    assert kernel is not None
+
+    def counting(q, *args):
+        rows.append(q.shape[0])
+        kernel(q, *args)
+
+    llm.model.prefill_kernel = counting
+    tokens, logits = logits_of_batch(llm, prompts, params)
+    assert sum(rows) == sum(map(len, prompts)) * llm.config.num_layers
+    monkeypatch.setattr(attention, "PAGED_PREFILL_MAX", 16)  # the 17- and 30-token prompts' later chunks: SDPA
+    rows.clear()
+    assert logits_of_batch(llm, prompts, params)[0] == tokens
+    assert 0 < sum(rows) < sum(map(len, prompts)) * llm.config.num_layers
+    llm.model.prefill_kernel = None
+    sdpa_tokens, sdpa_logits = logits_of_batch(llm, prompts, params)
+    assert sdpa_tokens == tokens
+    tol = 1e-4 if dtype == "float32" else 5e-2
+    torch.testing.assert_close(sdpa_logits, logits, atol=tol, rtol=tol)
+
+
+def test_c_kernel_is_built_once_into_the_store_or_left_to_numba(tmp_path, monkeypatch):
+    """decode_attention.c is compiled into the store once (no temporary file left), loaded from there
+    afterwards; where no compiler works, a warning says so and numba's kernel does the work."""
+    decode_kernel_or_skip(torch.float32, "c")
+    monkeypatch.setenv("MINFER_HOME", str(tmp_path / "store"))
+    native.library.cache_clear()
+    try:
+        assert native.attend_fn("f32", 64) and not native.attend_fn("f32", 48)  # no version for 48
+        built = list((tmp_path / "store" / "native").iterdir())
+        assert [p.suffix for p in built] == [".so"]
+        native.library.cache_clear()
+        with monkeypatch.context() as m:  # the next process loads it from the store
+            m.setattr(native, "_build", lambda *args: pytest.fail("built again"))
+            assert native.attend_fn("f32", 64) and list((tmp_path / "store" / "native").iterdir()) == built
+        native.library.cache_clear()
+        monkeypatch.setenv("CC", "false")  # a compiler that always fails
+        monkeypatch.setenv("MINFER_HOME", str(tmp_path / "empty"))
+        with pytest.warns(UserWarning, match="could not build decode_attention.c with false"):
+            assert native.attend_fn("f32", 64) == 0
+        assert not list((tmp_path / "empty" / "native").iterdir())  # nothing half-written
+        q, cache = torch.randn(2, 4, 64), torch.randn(2, 16, 64)
+        blocks, lengths, out = torch.tensor([[0, 1], [3, 2]]), torch.tensor([5, 8]), torch.empty(2, 4, 64)
+        decode_kernel_or_skip(torch.float32)(q, cache, cache, blocks, lengths, 4, out)  # numba's, then
+        want = _torch_decode(q, cache, cache, blocks, lengths, 4)
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    finally:
+        monkeypatch.undo()
+        native.library.cache_clear()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -415,8 +492,15 @@ def compiled_or_skip(dtype: torch.dtype = torch.float32):
     return compiled
 
 
-def decode_kernel_or_skip(dtype: torch.dtype = torch.float32):
-    return compiled_or_skip(dtype).paged_decode
+def decode_kernel_or_skip(dtype: torch.dtype = torch.float32, kind: str = "compiled"):
+    """The CPU's decode kernel: `compiled` runs decode_attention.c where it was built (else numba's
+    kernel), `numba` always numba's; `c` skips where the C kernel could not be built."""
+    import functools
+
+    compiled = compiled_or_skip(dtype)
+    if kind == "c" and not native.attend_fn("f32", 64):
+        pytest.skip("no C compiler built kernels/decode_attention.c here")
+    return functools.partial(compiled.paged_decode, c_kernel=kind != "numba")
 
 
 @pytest.mark.parametrize("kind", ["naive", "tiled", "regblock"])

@@ -12,7 +12,7 @@ def lines(paths) -> int:
 
 
 def test_the_engine_stays_under_5000_lines():
-    total = lines(ENGINE.rglob("*.py"))
+    total = lines([*ENGINE.rglob("*.py"), *ENGINE.rglob("*.c")])  # the C kernels count too
     assert total < 5000, f"reference/minfer has {total} lines: move tooling out of the engine, or simplify"
 
 

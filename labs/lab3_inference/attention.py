@@ -30,9 +30,10 @@ class PrefillSeg:
     length: int  # rows (new tokens) in this chunk
     ctx_blocks: torch.Tensor | None  # KV blocks of the whole context; None when the chunk is the context
     ctx_len: int
-    # [length, ctx_len] causal bias, shifted by the cached prefix: built by the first layer that
-    # needs it, reused by the others
+    # [length, ctx_len] causal bias shifted by the cached prefix, built by the first layer that needs it
     bias: torch.Tensor | None = None
+    blocks: torch.Tensor | None = None  # the whole context's KV blocks, for AttnMeta.prefill_kernel
+    rows: tuple[torch.Tensor, torch.Tensor] | None = None  # its per-row block tables and lengths, built once
 
 
 @dataclass
@@ -57,6 +58,13 @@ class AttnMeta:
     # in place instead of gathering them; on a GPU PyTorch's fused attention (kernels/sdpa_decode.py);
     # None decodes through `gather_kv` and `attend`
     decode_kernel: Callable[..., None] | None = None
+    # the CPU's paged decode kernel on prompt chunks too (each new token a decode over its own prefix) for
+    # contexts up to PAGED_PREFILL_MAX tokens; per layer against SDPA on SmolLM2: 256 tokens 0.69 ms vs
+    # 1.33, 1,024 10.1 vs 12.3, 2,048 42.3 vs 42.4 (each query rereads its prefix)
+    prefill_kernel: Callable[..., None] | None = None
+
+
+PAGED_PREFILL_MAX = 1024
 
 
 def paged_attention(
@@ -73,6 +81,12 @@ def paged_attention(
     out = torch.empty_like(q) if out is None else out
     for seg in meta.prefill:
         rows = slice(seg.start, seg.start + seg.length)
+        if meta.prefill_kernel is not None and seg.blocks is not None and seg.ctx_len <= PAGED_PREFILL_MAX:
+            if seg.rows is None:  # row i is the token at ctx_len - length + i: it sees that many tokens and itself
+                seg.rows = (seg.blocks.expand(seg.length, -1).contiguous(),
+                            torch.arange(seg.ctx_len - seg.length + 1, seg.ctx_len + 1))
+            meta.prefill_kernel(q[rows], k_cache, v_cache, *seg.rows, block_size, out[rows])
+            continue
         if seg.ctx_blocks is None:
             kc, vc = k[rows].transpose(0, 1), v[rows].transpose(0, 1)  # [KVH, T, D]
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import random
 import statistics
 import time
@@ -163,9 +164,10 @@ class Switch:
 
 
 def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 512, requests: int = 8) -> list[Switch]:
-    """Prefix caching on a shared-prefix workload; PyTorch's fused prefill kernel on a long prompt;
-    prepacked (or int8) weights against plain (or bfloat16) ones, for one request's decode and a small
-    mixed batch; the compiled decode kernel on a batch of decodes over long contexts."""
+    """Prefix caching on a shared-prefix workload; PyTorch's fused prefill kernel on a long prompt, and
+    the paged kernel against it; prepacked (or int8) weights against plain (or bfloat16) ones, for one
+    request's decode and a small mixed batch; the compiled decode kernel on a batch of decodes over long
+    contexts, and its C version against numba's."""
     vocab = llm.config.vocab_size
     shared = min(shared, llm.max_model_len // 2)  # tiny test models have short context windows
 
@@ -176,20 +178,22 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         with _prefix_cache(llm, enabled):
             return _timed(lambda: llm.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
-    def prefill(fused: bool) -> float:
-        llm.model.fused_prefill = fused
+    paged_prefill = llm.model.prefill_kernel
+
+    def prefill(fused: bool, paged: bool = False) -> float:
+        llm.model.fused_prefill, llm.model.prefill_kernel = fused, paged_prefill if paged else None
         try:
             with _prefix_cache(llm, False):
                 return min(_minfer_run(llm, long_prompt, 1)[0] for _ in range(2))
         finally:
-            llm.model.fused_prefill = True
+            llm.model.fused_prefill, llm.model.prefill_kernel = True, paged_prefill
 
     kernel = llm.model.decode_kernel
     contexts = [_prompt(random.Random(seed + i), shared, vocab) for i in range(4 * requests)]
 
-    def decode_batch(compiled: bool) -> float:
+    def decode_batch(compiled: bool, c_kernel: bool = True) -> float:
         # the contexts sit in the prefix cache (warmed below), so this times decoding, not prefill
-        llm.model.decode_kernel = kernel if compiled else None
+        llm.model.decode_kernel = (kernel if c_kernel else functools.partial(kernel, c_kernel=False)) if compiled else None
         try:
             params = SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)
             return _timed(lambda: llm.generate(contexts, params))
@@ -208,6 +212,9 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),
                    prefill(False), "s")]
+    if paged_prefill is not None:  # a CPU where decode_attention.c was built
+        rows.append(Switch(f"paged prefill kernel (vs SDPA): time to first token, {len(long_prompt)} tokens, s",
+                           prefill(True, paged=True), prefill(True), "s"))
     dtype = str(llm.dtype).removeprefix("torch.")
     if packed:  # the other engine loads the weights again, unpacked
         unpacked = LLM(llm.path, device=llm.device.name, dtype=dtype, prepack_weights=False)
@@ -228,6 +235,9 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
                 if llm.device.torch_device.type == "cpu" else "fused decode attention (SDPA)")
         rows.append(Switch(f"{what}: {len(contexts)} x 32 tokens after {shared}, s", decode_batch(True),
                            decode_batch(False), "s"))
+        if paged_prefill is not None:  # the same kernel's C version: numba's in its place
+            rows.append(Switch(f"C decode attention (vs numba's): {len(contexts)} x 32 tokens after {shared}, s",
+                               decode_batch(True), decode_batch(True, c_kernel=False), "s"))
     return rows + compiled_switches(llm, long_prompt)
 
 

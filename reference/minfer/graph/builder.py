@@ -32,13 +32,9 @@ def build_model(
     than PyTorch's SDPA and the compiled kernels.
 
     With `prepack_weights`, torch's matmul on a CPU gets the projections and the head prepacked for
-    oneDNN (minfer.kernels.prepack) instead of plain: they live outside the arena, which keeps the
-    embedding, norms and biases, and count in `weight_bytes`. A tied head costs a second, packed
-    copy of the table (the lookup needs its rows).
-
-    With `quantize="int8"` (torch's matmul, a CPU, bfloat16) the projections and the head become
-    minfer.kernels.Int8Weight instead: int8 for decode steps (through the compiled kernel where numba
-    runs: minfer.kernels.cpu_kernels), their bfloat16 widening for the rest.
+    oneDNN (minfer.kernels.prepack), outside the arena (which keeps the embedding, norms and biases);
+    a tied head costs a second, packed copy of the table. With `quantize="int8"` (a CPU, bfloat16)
+    they become minfer.kernels.Int8Weight: int8 for decode steps, their bfloat16 widening for the rest.
     """
     if quantize is not None and quantize not in QUANTIZE:
         raise ValueError(f"quantize={quantize!r} is not supported; choose one of {', '.join(QUANTIZE)} or None")
@@ -96,17 +92,17 @@ def build_model(
     fused = None
     if quantize == "int8" and compiled is not None and llama:
         fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
-    # decode attention: numba's kernel on a CPU; on a GPU, where a step is bound by kernel launches, one SDPA call
+    # decode attention: the compiled kernel on a CPU (C, else numba's); on a GPU, where a step is bound by
+    # kernel launches, one SDPA call
     decode_kernel = (compiled.paged_decode if compiled is not None
                      else sdpa_decode if ops is None and device.torch_device.type == "cuda" else None)
     # what a decode step reads: every weight once, of the embedding table only a row (unless it is the head)
     step = [head, get(final_norm)] + [w for lw in layer_weights for w in vars(lw).values() if w is not None]
     step_bytes = sum(_nbytes(w, decode=True) for w in step)
     return Model(cfg, get(embed), layer_weights, get(final_norm), head, matmul, weight_bytes=weight_bytes,
-                 step_bytes=step_bytes,
-                 ops=ops or reference_ops(compiled), fused_prefill=ops is None,
-                 decode_kernel=decode_kernel, decode_layers=fused,
-                 compile_s=time.perf_counter() - start)
+                 step_bytes=step_bytes, ops=ops or reference_ops(compiled), fused_prefill=ops is None,
+                 decode_kernel=decode_kernel, prefill_kernel=compiled and compiled.prefill_kernel(dtype, cfg.head_dim),
+                 decode_layers=fused, compile_s=time.perf_counter() - start)
 
 
 def _nbytes(w: torch.Tensor | Int8Weight, decode: bool = False) -> int:

@@ -54,8 +54,7 @@ class Model:
     embedding: torch.Tensor  # [vocab, hidden]: a token's embedding is its row
     layers: list[LayerWeights]
     final_norm: torch.Tensor
-    lm_head: torch.Tensor  # like every weight, in the matmul's layout; the embedding's memory when tied
-    # (and prepacked or quantized like the projections when they are)
+    lm_head: torch.Tensor  # in the matmul's layout, prepacked or quantized like the projections; the table when tied
     matmul: Matmul
     weight_bytes: int = 0  # size of the weight tier
     step_bytes: int = 0  # bytes of weights a one-row decode step reads (the bench's bandwidth bound)
@@ -63,8 +62,8 @@ class Model:
     fused_prefill: bool = True  # prefill through PyTorch's SDPA instead of ops.attention.attend
     # decode through a paged-attention kernel (kernels/cpu_numba.py on a CPU, kernels/sdpa_decode.py on a GPU); None: ops.attention
     decode_kernel: Callable[..., None] | None = None
-    # every layer of a decode-only step in one compiled call (minfer.kernels.cpu_numba.DecodeLayers); None:
-    # always layer by layer (run_layers)
+    prefill_kernel: Callable[..., None] | None = None  # prompt chunks through a paged kernel (AttnMeta's)
+    # a decode-only step's layers in one compiled call (kernels/cpu_numba.py's DecodeLayers); None: run_layers
     decode_layers: Callable[..., None] | None = None
     compile_s: float = 0.0  # seconds spent compiling (or loading from numba's cache) the compiled kernels
     timeline: Timeline | None = None  # when set, every operator of every layer is timed
@@ -100,7 +99,7 @@ class Model:
     ) -> torch.Tensor:
         mm, eps, L = self.matmul, self.cfg.rms_norm_eps, self.ops.layers
         meta.fused_prefill = self.fused_prefill  # the model, not the batch, picks the attention kernels
-        meta.decode_kernel = self.decode_kernel
+        meta.decode_kernel, meta.prefill_kernel = self.decode_kernel, self.prefill_kernel
         t = ids.shape[0]
         b = {name: ws.take(shape, self.dtype) for name, shape in self.buffer_plan(t).items()}
         x = b["x"]

@@ -6,7 +6,10 @@
 - Kernels compiled by numba for a CPU (cpu_numba.py, through `cpu_kernels`): paged decode
   attention, which reads the KV cache in place instead of gathering it first; the int8 weights'
   product for a decode step's few rows; RMSNorm, rotation and SwiGLU without PyTorch's per-operation
-  overhead. Where they cannot run, the graph's PyTorch path does the work.
+  overhead. Where they cannot run, the graph's PyTorch path does the work. Paged attention's
+  arithmetic per request also comes in C (decode_attention.c, built by native.py with the machine's
+  compiler): numba cannot keep vector sums in registers, and this is 2x faster in cache. It serves
+  prompt chunks too (graph/attention.py's `prefill_kernel`).
 - On a GPU, paged decode attention through PyTorch's fused attention (sdpa_decode.py): a small
   model's GPU step is bound by kernel launches, and this launches about 4 per layer where the reference
   path launches 14.

@@ -6,7 +6,8 @@ every context into a scratch buffer before multiplying, so the KV cache crosses 
 with one query token per request there is little arithmetic to hide that behind (on the serving
 workload decode attention was a third of the run). This kernel walks the block table itself, one
 request at a time, its KV heads side by side: scores for the G query heads sharing each KV head, a
-stable softmax, the weighted sum of values. Requests run in parallel (numba's `prange`).
+stable softmax, the weighted sum of values. Requests run in parallel (numba's `prange`), each
+through decode_attention.c's version of `_one` where native.py built it (`_call_c`), else `_one`.
 
 The int8 product (`int8_matmul`) streams an int8 weight once for a decode step's one or two rows.
 On SmolLM2's 30 layers, streamed from memory, it takes 5.9 ms for one row against 9.5 ms for
@@ -40,6 +41,8 @@ import torch
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
+
+from . import native
 
 # fastmath lets the compiler vectorise the dot products' reductions (reassociating the sums).
 # error_model="numpy": a float division by zero gives inf or nan, as in numpy, instead of raising
@@ -103,6 +106,27 @@ def _prefetch(typingctx, array, index):
     return types.void(array, index), codegen
 
 
+@intrinsic
+def _call_c(typingctx, fn, args):
+    """Call the C function at address `fn` (native.py) with the tuple `args`: an array passes its data
+    pointer, an integer passes as int64, a float as float32; the C side declares the same (void result)."""
+    def codegen(context, builder, signature, llargs):
+        values = []
+        for i, ty in enumerate(signature.args[1].types):
+            value = builder.extract_value(llargs[1], i)
+            if isinstance(ty, types.Array):
+                value = builder.bitcast(context.make_array(ty)(context, builder, value).data, ir.IntType(8).as_pointer())
+            else:
+                value = context.cast(builder, value, ty, types.int64 if isinstance(ty, types.Integer) else types.float32)
+            values.append(value)
+        pointer = builder.inttoptr(llargs[0], ir.FunctionType(ir.VoidType(), [v.type for v in values]).as_pointer())
+        builder.call(pointer, values)
+        return context.get_dummy_value()
+    if not isinstance(fn, types.Integer) or not all(isinstance(t, (types.Array, types.Integer, types.Float)) for t in args):
+        return None
+    return types.void(fn, args), codegen
+
+
 @numba.njit(inline="always", **_EXACT)
 def _exp_parts(x):
     """exp(x) = p * 2^n for float32 x in [-87, 88.72]: n = round(x / ln 2), p a polynomial of the rest
@@ -124,15 +148,27 @@ def _exp(x):
     return p * np.uint32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
 
 
-def _key_scores(qs, k_cache, blocks, length, block_size, h0, h1, scores):
-    """scores[j, t] = qs[j] · key t over a context's `length` tokens, for the query heads j of KV heads
-    h0 ... h1-1 (see `_one`)."""
-    raise NotImplementedError("compiled code only")
+@numba.njit(**_JIT)
+def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, scores):
+    """out[j] = softmax(q[j] · keys / sqrt(D)) · values over one request's `length` cached tokens, for
+    the query heads j that read KV heads h0 ... h1-1; q and out [H, D], scores [H, length].
 
-
-def _scores_by_token(qs, k_cache, blocks, length, block_size, h0, h1, scores):
-    """A key at a time, every KV head's stream side by side: the float32 pass, bound by its reads."""
-    groups = qs.shape[0] // k_cache.shape[0]
+    decode_attention.c does the same ~2x faster in cache (numba keeps no vector sums in registers);
+    this is the version that runs wherever numba does. The KV heads advance together, token by
+    token: each is its own stream through memory, and a thread that walks every head's stream at
+    once keeps more reads in flight than one that finishes a head before the next (a replayed
+    serving decode step, 47 requests and 795 MB of K/V: 40.7 ms against 42.7). Values come four at
+    a time: the running sums live in memory (a numba array, not registers), and four weighted values
+    summed first load and store each sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns
+    a token and head in float32). Past the context's end the last value stands in, weighted by zero.
+    (Before the C kernel, bfloat16 keys came two at a time against three heads, 33.2 -> 29.6 ms on
+    that step; the fallback keeps the simpler loop.)"""
+    heads, dim = q.shape
+    groups = heads // k_cache.shape[0]  # heads h*G ... h*G+G-1 share KV head h
+    qs = np.empty((heads, dim), dtype=np.float32)
+    for j in range(h0 * groups, h1 * groups):
+        for d in range(dim):
+            qs[j, d] = _f32(q[j, d]) * scale
     for b in range((length + block_size - 1) // block_size):
         first, t0 = blocks[b] * block_size, b * block_size
         for i in range(min(block_size, length - t0)):
@@ -140,81 +176,9 @@ def _scores_by_token(qs, k_cache, blocks, length, block_size, h0, h1, scores):
                 key = k_cache[h, first + i]
                 for j in range(h * groups, (h + 1) * groups):
                     s = np.float32(0.0)
-                    for d in range(qs.shape[1]):
+                    for d in range(dim):
                         s += qs[j, d] * _f32(key[d])
                     scores[j, t0 + i] = s
-
-
-def _scores_by_pair(qs, k_cache, blocks, length, block_size, h0, h1, scores):
-    """Two keys at a time against three query heads at a time (six sums per pass over D): the bfloat16
-    pass, bound by its instructions. Past the context's end the last key stands in; its scores are
-    written twice, the same."""
-    groups = qs.shape[0] // k_cache.shape[0]
-    for b in range((length + block_size - 1) // block_size):
-        first, t0 = blocks[b] * block_size, b * block_size
-        last = min(block_size, length - t0) - 1
-        for i in range(0, last + 1, 2):
-            i1 = min(i + 1, last)
-            for h in range(h0, h1):
-                k0, k1 = k_cache[h, first + i], k_cache[h, first + i1]
-                j = h * groups
-                while j + 3 <= (h + 1) * groups:
-                    a0 = a1 = a2 = c0 = c1 = c2 = np.float32(0.0)
-                    for d in range(qs.shape[1]):
-                        x, y = _f32(k0[d]), _f32(k1[d])
-                        a0 += qs[j, d] * x
-                        a1 += qs[j + 1, d] * x
-                        a2 += qs[j + 2, d] * x
-                        c0 += qs[j, d] * y
-                        c1 += qs[j + 1, d] * y
-                        c2 += qs[j + 2, d] * y
-                    scores[j, t0 + i], scores[j + 1, t0 + i], scores[j + 2, t0 + i] = a0, a1, a2
-                    scores[j, t0 + i1], scores[j + 1, t0 + i1], scores[j + 2, t0 + i1] = c0, c1, c2
-                    j += 3
-                while j < (h + 1) * groups:  # heads left over when a group is not a multiple of three
-                    a0 = c0 = np.float32(0.0)
-                    for d in range(qs.shape[1]):
-                        a0 += qs[j, d] * _f32(k0[d])
-                        c0 += qs[j, d] * _f32(k1[d])
-                    scores[j, t0 + i], scores[j, t0 + i1] = a0, c0
-                    j += 1
-
-
-@overload(_key_scores, jit_options={k: v for k, v in _JIT.items() if k != "cache"})  # cached with its caller
-def _key_scores_impl(qs, k_cache, blocks, length, block_size, h0, h1, scores):
-    return _scores_by_pair if k_cache.dtype == types.uint16 else _scores_by_token
-
-
-@numba.njit(**_JIT)
-def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, scores):
-    """out[j] = softmax(q[j] · keys / sqrt(D)) · values over one request's `length` cached tokens, for
-    the query heads j that read KV heads h0 ... h1-1; q and out [H, D], scores [H, length].
-
-    The KV heads advance together, token by token: each is its own stream through memory, and the
-    hardware prefetcher stops at every 4 KB page (a block of one head), so a thread that walks every
-    head's stream at once (three for SmolLM2) keeps more reads in flight than one that finishes a
-    head before the next. On SmolLM2's serving workload (one decode step captured and replayed: 47
-    requests, 17.6k context tokens, 30 layers, 795 MB of K/V) the kernel took 40.7 ms against 42.7 ms
-    a head at a time (the medians of 10 alternations in one process; the best runs 36.6 against
-    41.6); its arithmetic is the same.
-
-    In float32 that step is bound by its reads (K alone or V alone takes ~20 ms); in bfloat16, half
-    the bytes, by its instructions: with the cache in L2 a token of one KV head costs 30-35 ns in
-    either dtype. So loads are shared where that pays. Values come four at a time: the running sums
-    live in memory (a numba array, not registers), and four weighted values summed first load and
-    store each sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns a token and head in
-    float32).
-    In bfloat16 keys come two at a time against three query heads (`_scores_by_pair`); in float32
-    that pass made the replayed step slower (35 -> 39 ms best runs), so keys come one at a time
-    there. Replayed (8 alternations, medians): bfloat16 33.2 -> 29.6 ms, float32 36.5 -> 37.0 (its
-    best runs 36.2 and 36.3). Past the context's end the last value stands in, weighted by zero."""
-    heads, dim = q.shape
-    groups = heads // k_cache.shape[0]  # heads h*G ... h*G+G-1 share KV head h
-    qs = np.empty((heads, dim), dtype=np.float32)
-    for j in range(h0 * groups, h1 * groups):
-        for d in range(dim):
-            qs[j, d] = _f32(q[j, d]) * scale
-    _key_scores(qs, k_cache, blocks, length, block_size, h0, h1, scores)
     for j in range(h0 * groups, h1 * groups):
         top = np.float32(-np.inf)  # subtract the row's max before exp: no overflow, however large the scores
         for t in range(length):
@@ -248,7 +212,7 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
 
 
 @numba.njit(parallel=True, **_JIT)
-def _decode(q, k_cache, v_cache, blocks, lengths, block_size, scale, out, threads):
+def _decode(q, k_cache, v_cache, blocks, lengths, block_size, scale, out, threads, native):
     n, kv_heads = q.shape[0], k_cache.shape[0]
     # a job is one request's KV heads, all of them (see _one); with fewer requests than two per
     # thread, one head each, so that a lone long decode still uses every thread
@@ -258,16 +222,41 @@ def _decode(q, k_cache, v_cache, blocks, lengths, block_size, scale, out, thread
         r = i // 2 if i % 2 == 0 else n - 1 - i // 2  # requests sorted by length come interleaved, long with short
         h0, h1 = part * kv_heads // split, (part + 1) * kv_heads // split
         scores = np.empty((q.shape[1], lengths[r]), dtype=np.float32)
-        _one(q[r], k_cache, v_cache, blocks[r], lengths[r], block_size, scale, h0, h1, out[r], scores)
+        if native:  # decode_attention.c's version of _one, where native.py could build it
+            _call_c(native, (q[r], k_cache, v_cache, blocks[r], out[r], scores, k_cache.shape[1], lengths[r],
+                             block_size, scale, h0, h1, q.shape[1], kv_heads))
+        else:
+            _one(q[r], k_cache, v_cache, blocks[r], lengths[r], block_size, scale, h0, h1, out[r], scores)
 
 
 def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
-                 lengths: torch.Tensor, block_size: int, out: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+                 lengths: torch.Tensor, block_size: int, out: torch.Tensor, bias: torch.Tensor | None = None,
+                 c_kernel: bool = True) -> None:
     """q and out [N, H, D] (one token per request), caches [KVH, slots, D], all float32 or all bfloat16,
     blocks [N, NB] (padding beyond each context is never read), lengths [N]: out = attention over each
-    context. `bias`, the reference path's padding mask, is not needed: only `lengths` tokens are read."""
+    context. `bias`, the reference path's padding mask, is not needed: only `lengths` tokens are read.
+    Each request runs through decode_attention.c where it was built (`c_kernel=False`: numba's `_one`)."""
     _decode(_raw(q), _raw(k_cache), _raw(v_cache), blocks.numpy(), lengths.numpy(), block_size,
-            np.float32(q.shape[-1] ** -0.5), _raw(out), numba.get_num_threads())
+            np.float32(q.shape[-1] ** -0.5), _raw(out), numba.get_num_threads(),
+            c_attend(q, k_cache, v_cache, blocks, out) if c_kernel else 0)
+
+
+def prefill_kernel(dtype: torch.dtype, head_dim: int):
+    """`paged_decode` for prompt chunks too (graph/attention.py's AttnMeta.prefill_kernel) where its C
+    version was built for this dtype and head size: numba's is no faster than SDPA there; else None."""
+    return paged_decode if native.attend_fn("bf16" if dtype == torch.bfloat16 else "f32", head_dim) else None
+
+
+def c_attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
+             out: torch.Tensor) -> int:
+    """The address of decode_attention.c's kernel for these tensors, or 0 (numba's kernel then): it
+    takes one dtype throughout, int64 block tables, and whole caches, block tables and each request's
+    heads [H, D] as contiguous memory."""
+    heads = lambda t: t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]  # noqa: E731
+    if not (q.dtype == k_cache.dtype == v_cache.dtype == out.dtype and blocks.dtype == torch.int64
+            and k_cache.is_contiguous() and v_cache.is_contiguous() and blocks.is_contiguous() and heads(q) and heads(out)):
+        return 0
+    return native.attend_fn("bf16" if q.dtype == torch.bfloat16 else "f32", q.shape[-1])
 
 
 # The int8 product multiplies integers: each activation row is scaled to int16 (its largest
@@ -419,7 +408,7 @@ def _add(x, y):  # x += y, rounded as x's dtype rounds
 
 @numba.njit(**_EXACT)
 def _layers(x, cos, sin, slots, blocks, lengths, block_size, eps, weights, k_caches, v_caches,
-            h, qkv, attn, proj, gate_up, act, threads):
+            h, qkv, attn, proj, gate_up, act, threads, c_attend):
     """Every decoder layer of a decode step, as graph/model.py's forward runs them, kernel for kernel."""
     m, heads, dim = attn.shape
     kv_heads = k_caches[0].shape[0]
@@ -436,7 +425,7 @@ def _layers(x, cos, sin, slots, blocks, lengths, block_size, eps, weights, k_cac
             k_cache[:, slots[r]] = heads3[r, heads:heads + kv_heads]  # graph/attention.py's write_kv
             v_cache[:, slots[r]] = heads3[r, heads + kv_heads:]
         _decode(heads3[:, :heads], k_cache, v_cache, blocks, lengths, block_size, np.float32(dim ** -0.5), attn,
-                threads)
+                threads, c_attend)
         _int8_rows(attn.reshape(m, heads * dim), o_q, o_s, proj)
         _add(x, proj)
         for r in range(m):
@@ -462,7 +451,7 @@ class DecodeLayers:
             (w.qkv.q.numpy(), _raw(w.qkv.scale), w.o.q.numpy(), _raw(w.o.scale), w.gate_up.q.numpy(),
              _raw(w.gate_up.scale), w.down.q.numpy(), _raw(w.down.scale), _raw(w.attn_norm), _raw(w.mlp_norm))
             for w in layers])
-        self._caches: tuple | None = None  # (the engine's KV cache list, its numpy views), on first use
+        self._caches: tuple | None = None  # (the engine's KV cache list, its numpy views, all contiguous?), on first use
         # compile now (or load numba's cache): one step of one token over a one-slot cache, all zeros
         hidden, inter, zeros = layers[0].qkv.q.shape[1], layers[0].down.q.shape[1], np.zeros
         caches = numba.typed.List([zeros((kv_heads, 1, head_dim), np.uint16) for _ in layers])
@@ -470,7 +459,8 @@ class DecodeLayers:
                 zeros((1, 1), np.int64), np.ones(1, np.int64), 1, self.eps, self.weights, caches, caches,
                 zeros((1, hidden), np.uint16), zeros((1, layers[0].qkv.q.shape[0]), np.uint16),
                 zeros((1, heads, head_dim), np.uint16), zeros((1, hidden), np.uint16),
-                zeros((1, 2 * inter), np.uint16), zeros((1, inter), np.uint16), numba.get_num_threads())
+                zeros((1, 2 * inter), np.uint16), zeros((1, inter), np.uint16), numba.get_num_threads(), 0)
+        self.c_attend = native.attend_fn("bf16", head_dim)  # the caches, whole, and each row's heads are contiguous
 
     def takes(self, meta, rows: int) -> bool:
         """Whether this step is one this runs: decodes only, in one group, as few rows as the int8 product takes."""
@@ -483,11 +473,13 @@ class DecodeLayers:
         """Run every layer on x [rows, hidden] in place; `buffers` are the step's (Model.buffer_plan)."""
         if self._caches is None or self._caches[0] is not kv_cache:
             self._caches = (kv_cache, numba.typed.List([_raw(k) for k, _ in kv_cache]),
-                            numba.typed.List([_raw(v) for _, v in kv_cache]))
+                            numba.typed.List([_raw(v) for _, v in kv_cache]),
+                            all(k.is_contiguous() and v.is_contiguous() for k, v in kv_cache))
         group, b = meta.decode[0], {name: _raw(t) for name, t in buffers.items() if name != "x"}
         _layers(_raw(x), _raw(cos), _raw(sin), meta.slot_mapping.numpy(), group.blocks.numpy(), group.lengths.numpy(),
                 meta.block_size, self.eps, self.weights, self._caches[1], self._caches[2],
-                b["h"], b["qkv"], b["attn"], b["proj"], b["gate_up"], b["act"], numba.get_num_threads())
+                b["h"], b["qkv"], b["attn"], b["proj"], b["gate_up"], b["act"], numba.get_num_threads(),
+                self.c_attend if self._caches[3] and group.blocks.is_contiguous() else 0)
 
 
 def _raw(t: torch.Tensor) -> np.ndarray:

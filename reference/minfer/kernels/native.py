@@ -1,0 +1,79 @@
+"""C kernels: decode_attention.c, built once per machine with the system's C compiler, and loaded.
+
+Built `-march=native` (this CPU's vector instructions), so made here, not shipped: into the store
+($MINFER_HOME or ~/.cache/minfer, under native/), named by a hash of source, flags and compiler,
+through a temporary file renamed when complete (~1.5 s, once). Where no compiler works, `attend_fn`
+answers 0 and cpu_numba.py runs its numba kernel, after a warning saying why.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import sysconfig
+import tempfile
+import warnings
+from pathlib import Path
+
+from ..loader.store import store_root
+
+SOURCE = Path(__file__).with_name("decode_attention.c")
+# -ffp-contract and the -f...-math flags let the compiler fuse multiply-adds and vectorise the softmax's
+# sum (reassociating it) without -ffast-math's assumption of finite values (the max starts at -inf)
+FLAGS = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+         "-fassociative-math", "-shared", "-fPIC"]
+
+
+def compiler() -> list[str]:
+    """$CC, else the compiler Python was built with, else `cc`."""
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """decode_attention.c built for this machine (once, then from the store), or None where it cannot be."""
+    cc, source = compiler(), SOURCE.read_bytes()
+    error = ""
+    for arch in (["-march=native"], []):  # some compilers (Apple's, on arm64) refuse -march=native
+        flags = FLAGS + arch
+        key = hashlib.sha256(b" ".join([source, *map(str.encode, cc + flags), platform.machine().encode()]))
+        path = store_root() / "native" / f"decode_attention-{key.hexdigest()[:16]}.so"
+        error = "" if path.exists() else _build(cc, flags, path)
+        if not error:
+            return ctypes.CDLL(str(path))
+    warnings.warn(f"minfer: could not build {SOURCE.name} with {' '.join(cc)} ({error}); decode attention "
+                  "runs numba's kernel instead (set CC to a working C compiler to build it)", stacklevel=2)
+    return None
+
+
+def _build(cc: list[str], flags: list[str], path: Path) -> str:
+    """Compile SOURCE into `path` (through a temporary file, renamed); the error, or "" on success."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        return f"cannot write {path.parent}: {e}"
+    try:
+        proc = subprocess.run([*cc, *flags, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        os.replace(tmp, path)
+        return ""
+    except OSError as e:  # no such compiler
+        return str(e)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def attend_fn(dtype: str, head_dim: int) -> int:
+    """The address of decode_attention.c's kernel for `dtype` ("f32" or "bf16") and `head_dim`, or 0
+    where there is none: an unbuilt library, or a head size it has no version for."""
+    lib = library()
+    fn = getattr(lib, f"minfer_attend_{dtype}_d{head_dim}", None) if lib is not None else None
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0 if fn is not None else 0
