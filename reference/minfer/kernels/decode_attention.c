@@ -44,6 +44,14 @@ INLINE float exp_neg(float x) {
     return p * two_n;
 }
 
+/* Token t's row in one KV head's cache (elements); and the same row of the context's next block,
+   asked for ahead: blocks lie anywhere in the pool, and the hardware prefetcher starts over at each */
+INLINE int64_t row_of(const int64_t *blocks, int64_t t, int64_t bs, int D) { return (blocks[t / bs] * bs + t % bs) * D; }
+INLINE void prefetch_next(const char *cache, const int64_t *blocks, int64_t t, int64_t bs, int64_t length, int bytes) {
+    if (t + bs < length)
+        for (int c = 0; c < bytes; c += 64) __builtin_prefetch(cache + (blocks[t / bs + 1] * bs + t % bs) * bytes + c);
+}
+
 /* Query heads j0 ... j0+GT-1 (GT <= 3) over one KV head's keys and values; D and GT are constants
    once inlined, so the arrays below become registers. */
 #define PASS(T, SFX, LOAD, STORE)                                                                          \
@@ -59,10 +67,8 @@ INLINE void pass_##SFX(const int D, const int GT, const T *q, const T *keys, con
         for (int c = 0; c < C; c++) { qv[g][c] = LOAD(q + j * D + c * W) * scale; acc[g][c] = (vf){0}; }    \
     }                                                                                                       \
     for (int64_t t = 0; t < length; t++) {                                                                  \
-        int64_t row = (blocks[t / bs] * bs + t % bs) * D;                                                   \
-        if (t + bs < length)                                                                                \
-            for (int c = 0; c < D * (int)sizeof(T); c += 64)                                                \
-                __builtin_prefetch((const char *)(keys + (blocks[t / bs + 1] * bs + t % bs) * D) + c);     \
+        int64_t row = row_of(blocks, t, bs, D);                                                             \
+        prefetch_next((const char *)keys, blocks, t, bs, length, D * (int)sizeof(T));                       \
         vf k[16];                                                                                           \
         for (int c = 0; c < C; c++) k[c] = LOAD(keys + row + c * W);                                        \
         for (int g = 0; g < GT; g++) {                                                                      \
@@ -78,10 +84,8 @@ INLINE void pass_##SFX(const int D, const int GT, const T *q, const T *keys, con
             sc[g][t] = e; total[g] += e;                                                                    \
         }                                                                                                   \
     for (int64_t t = 0; t < length; t++) {                                                                  \
-        int64_t row = (blocks[t / bs] * bs + t % bs) * D;                                                   \
-        if (t + bs < length)                                                                                \
-            for (int c = 0; c < D * (int)sizeof(T); c += 64)                                                \
-                __builtin_prefetch((const char *)(values + (blocks[t / bs + 1] * bs + t % bs) * D) + c);   \
+        int64_t row = row_of(blocks, t, bs, D);                                                             \
+        prefetch_next((const char *)values, blocks, t, bs, length, D * (int)sizeof(T));                     \
         vf v[16];                                                                                           \
         for (int c = 0; c < C; c++) v[c] = LOAD(values + row + c * W);                                      \
         for (int g = 0; g < GT; g++)                                                                        \
@@ -106,16 +110,11 @@ void minfer_attend_##SFX##_d##D(const T *q, const T *k_cache, const T *v_cache, 
     for (int64_t h = h0; h < h1; h++) {                                                                     \
         const T *keys = k_cache + h * slots * D, *values = v_cache + h * slots * D;                         \
         for (int64_t g = 0; g < G;) {                                                                       \
-            if (D <= 64 && G % 3 == 0) {                                                                    \
-                pass_##SFX(D, 3, q, keys, values, blocks, length, bs, scale, h * G + g, out, scores);      \
-                g += 3;                                                                                     \
-            } else if (D <= 64 && G - g >= 2) {                                                             \
-                pass_##SFX(D, 2, q, keys, values, blocks, length, bs, scale, h * G + g, out, scores);      \
-                g += 2;                                                                                     \
-            } else {                                                                                        \
-                pass_##SFX(D, 1, q, keys, values, blocks, length, bs, scale, h * G + g, out, scores);      \
-                g += 1;                                                                                     \
-            }                                                                                               \
+            int gt = D <= 64 && G % 3 == 0 ? 3 : D <= 64 && G - g >= 2 ? 2 : 1;  /* constants below */      \
+            if (gt == 3) pass_##SFX(D, 3, q, keys, values, blocks, length, bs, scale, h * G + g, out, scores); \
+            else if (gt == 2) pass_##SFX(D, 2, q, keys, values, blocks, length, bs, scale, h * G + g, out, scores); \
+            else pass_##SFX(D, 1, q, keys, values, blocks, length, bs, scale, h * G + g, out, scores);         \
+            g += gt;                                                                                        \
         }                                                                                                   \
     }                                                                                                       \
 }
