@@ -28,23 +28,23 @@ FLAGS = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math", "
          "-fassociative-math", "-shared", "-fPIC"]
 
 
-def compiler() -> list[str]:
-    """$CC, else the compiler Python was built with, else `cc`."""
-    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-
-
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """decode_attention.c built for this machine (once, then from the store), or None where it cannot be."""
-    cc, source = compiler(), SOURCE.read_bytes()
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")  # $CC, Python's compiler, cc
+    info = Path("/proc/cpuinfo")  # -march=native code suits this kind of CPU only, and a store may serve several
+    cpu = next((s for s in info.read_text().splitlines() if s.startswith(("flags", "Features"))), "") if info.exists() else ""
     error = ""
     for arch in (["-march=native"], []):  # some compilers (Apple's, on arm64) refuse -march=native
         flags = FLAGS + arch
-        key = hashlib.sha256(b" ".join([source, *map(str.encode, cc + flags), platform.machine().encode()]))
-        path = store_root() / "native" / f"decode_attention-{key.hexdigest()[:16]}.so"
+        parts = [SOURCE.read_bytes(), *(s.encode() for s in [*cc, *flags, platform.machine(), cpu or platform.processor()])]
+        path = store_root() / "native" / f"decode_attention-{hashlib.sha256(b' '.join(parts)).hexdigest()[:16]}.so"
         error = "" if path.exists() else _build(cc, flags, path)
         if not error:
-            return ctypes.CDLL(str(path))
+            try:
+                return ctypes.CDLL(str(path))
+            except OSError as e:  # a library it cannot load
+                error = str(e)
     warnings.warn(f"minfer: could not build {SOURCE.name} with {' '.join(cc)} ({error}); decode attention "
                   "runs numba's kernel instead (set CC to a working C compiler to build it)", stacklevel=2)
     return None
