@@ -52,8 +52,7 @@ def prepare(batch: Batch, kv: KVCache, device: Device) -> ForwardInput:
         ids=up(torch.tensor(ids, dtype=torch.long)),
         positions=up(torch.tensor(positions, dtype=torch.long)),
         meta=AttnMeta(up(torch.tensor(slots, dtype=torch.long)), kv.block_size,
-                      [PrefillSeg(s.start, s.length, None if s.ctx_blocks is None else up(s.ctx_blocks), s.ctx_len,
-                                  blocks=up(s.blocks)) for s in prefill],
+                      [PrefillSeg(s.start, s.length, up(s.blocks), s.ctx_len) for s in prefill],
                       [DecodeGroup(g.start, up(g.blocks), up(g.bias.to(kv.dtype)), up(g.lengths)) for g in decode],
                       kv.scratch),
         logit_rows=up(torch.tensor(logit_rows, dtype=torch.long)),
@@ -74,8 +73,7 @@ def attention_segments(items: list[ScheduledReq], block_size: int) -> tuple[list
         if is_decode(item):
             decode_ctx.append((item.end, blocks))
         else:  # a later chunk also attends to the cached prefix, gathered from its blocks
-            ctx = None if item.start == 0 else torch.tensor(blocks)
-            prefill.append(PrefillSeg(row, item.num_tokens, ctx, item.end, blocks=torch.tensor(blocks)))
+            prefill.append(PrefillSeg(row, item.num_tokens, torch.tensor(blocks), item.end))
         row += item.num_tokens
     decode = []
     for first in range(0, len(decode_ctx), DECODE_GROUP):

@@ -27,12 +27,11 @@ import torch.nn.functional as F
 class PrefillSeg:
     start: int  # first row of this chunk in the flattened batch
     length: int  # rows (new tokens) in this chunk
-    ctx_blocks: torch.Tensor | None  # KV blocks of the whole context; None when the chunk is the context
-    ctx_len: int
+    blocks: torch.Tensor  # KV blocks of the whole context, this chunk's tokens included
+    ctx_len: int  # == length when the chunk is the whole context (no cached prefix to gather)
     # [length, ctx_len] causal bias shifted by the cached prefix, built by the first layer that needs it
     bias: torch.Tensor | None = None
-    blocks: torch.Tensor | None = None  # the whole context's KV blocks, for AttnMeta.prefill_kernel
-    rows: tuple[torch.Tensor, torch.Tensor] | None = None  # its per-row block tables and lengths, built once
+    rows: tuple[torch.Tensor, torch.Tensor] | None = None  # per-row block tables and lengths: AttnMeta.prefill_kernel
 
 
 @dataclass
@@ -80,18 +79,19 @@ def paged_attention(
     out = torch.empty_like(q) if out is None else out
     for seg in meta.prefill:
         rows = slice(seg.start, seg.start + seg.length)
-        if meta.prefill_kernel is not None and seg.blocks is not None and seg.ctx_len <= PAGED_PREFILL_MAX:
+        if meta.prefill_kernel is not None and seg.ctx_len <= PAGED_PREFILL_MAX:
             if seg.rows is None:  # row i is the token at ctx_len - length + i: it sees that many tokens and itself
                 seg.rows = (seg.blocks.expand(seg.length, -1).contiguous(),
                             torch.arange(seg.ctx_len - seg.length + 1, seg.ctx_len + 1))
             meta.prefill_kernel(q[rows], k_cache, v_cache, *seg.rows, block_size, out[rows])
             continue
-        if seg.ctx_blocks is None:
+        whole = seg.length == seg.ctx_len
+        if whole:
             kc, vc = k[rows].transpose(0, 1), v[rows].transpose(0, 1)  # [KVH, T, D]
         else:
-            kc, vc = gather_kv(k_cache, v_cache, seg.ctx_blocks, block_size, meta.scratch)
+            kc, vc = gather_kv(k_cache, v_cache, seg.blocks, block_size, meta.scratch)
             kc, vc = kc[:, :seg.ctx_len], vc[:, :seg.ctx_len]
-        plain_causal = meta.fused_prefill and seg.ctx_blocks is None
+        plain_causal = meta.fused_prefill and whole
         if seg.bias is None and not plain_causal:
             seg.bias = causal_bias(seg.ctx_len - seg.length, seg.ctx_len, q.dtype, q.device)
         if meta.fused_prefill:
