@@ -5,7 +5,7 @@ import argparse
 import sys
 
 
-def _engine_args(p: argparse.ArgumentParser) -> None:
+def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2-135m", help="builtin name or a Hugging Face model folder")
     p.add_argument("--lab", action="append", default=[], metavar="LAB=FOLDER",
                    help="run a lab's code inside the engine, e.g. lab1=labs/lab1_allocator (repeatable)")
@@ -15,7 +15,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                    help="int8 weights for decode steps, one scale per output row (CPU, with --dtype bfloat16)")
 
 
-def _kernel_args(p: argparse.ArgumentParser) -> None:
+def kernel_args(p: argparse.ArgumentParser) -> None:
     from .kernels import MATMULS
 
     p.add_argument("--matmul", default="torch", choices=MATMULS,
@@ -54,7 +54,7 @@ def _prepack(a: argparse.Namespace, one_stream: bool) -> bool:
     return chosen if chosen is not None else not (one_stream and a.dtype == "float32")
 
 
-def _llm(a: argparse.Namespace, one_stream: bool = False):
+def build_llm(a: argparse.Namespace, one_stream: bool = False):
     from minfer_course.labs import parse_lab_args
     from .engine import LLM
 
@@ -73,7 +73,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
     params = _params(a)
-    llm = _llm(a, one_stream=len(a.prompt) == 1)
+    llm = build_llm(a, one_stream=len(a.prompt) == 1)
     use_template = llm.tokenizer.chat_template is not None and not a.raw
     prompts = [llm.chat_prompt([{"role": "user", "content": p}]) if use_template else p for p in a.prompt]
     with llm.tracing() if a.trace else nullcontext() as timeline:
@@ -95,7 +95,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 def cmd_chat(a: argparse.Namespace) -> int:
     params = _params(a)
-    llm = _llm(a, one_stream=True)
+    llm = build_llm(a, one_stream=True)
     messages: list[dict[str, str]] = [{"role": "system", "content": a.system}] if a.system else []
     interactive = sys.stdin.isatty()
     if interactive:
@@ -141,38 +141,7 @@ def cmd_model(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_lab(a: argparse.Namespace) -> int:
-    import subprocess
-
-    from minfer_course.labs import LABS, REPO, get_lab, reference_file
-    from minfer_course.skeletons import write_skeletons
-
-    if a.action == "skeletons":
-        stale = write_skeletons(check=a.check)
-        for path in stale:
-            print(f"{'stale' if a.check else 'wrote'}: {path.relative_to(REPO)}")
-        if a.check and stale:
-            print("minfer: error: skeletons are out of date; run `minfer lab skeletons`", file=sys.stderr)
-            return 1
-        return 0
-    labs = [get_lab(a.lab)] if a.lab else list(LABS.values())
-    if a.action == "diff":  # what a student must write: the committed skeleton against the reference
-        for lab in labs:
-            for file, module in lab.modules.items():
-                subprocess.run(["diff", "-u", str(lab.path / file), str(reference_file(module))])
-        return 0
-    suites = ["tests", "hidden"] if a.hidden else ["tests"]
-    cmd = [sys.executable, "-m", "pytest", "--impl", a.impl, *(str(lab.path / s) for lab in labs for s in suites)]
-    return subprocess.run(cmd, cwd=REPO).returncode
-
-
-def cmd_bench(a: argparse.Namespace) -> int:
-    from minfer_bench.engine import run_bench
-
-    return run_bench(a)
-
-
-def _server_module(module: str):
+def server_module(module: str):
     """minfer.server's `module` (or the benchmark that loads it); their dependencies are an extra, so say how to get them."""
     import importlib
 
@@ -183,33 +152,8 @@ def _server_module(module: str):
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    runner = _server_module("minfer.server.runner")  # before loading the model: a missing package should fail at once
-    runner.serve(_llm(a), a.served_name, a.host, a.port)
-    return 0
-
-
-def cmd_bench_serve(a: argparse.Namespace) -> int:
-    return _server_module("minfer_bench.serve").run_load_bench(a, lambda: _llm(a))
-
-
-def cmd_bench_matmul(a: argparse.Namespace) -> int:
-    from minfer_course.matmul_bench import run
-
-    return run(a)
-
-
-def cmd_slides(a: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
-
-    try:
-        from minfer_course.slides.build import build
-        from minfer_course.slides.diagrams import DIAGRAMS  # noqa: F401  (matplotlib: fail before any work)
-    except ImportError as e:
-        raise RuntimeError(f"the slides need extra packages ({e.name} is missing): pip install 'minfer[slides]'") from e
-    start = time.perf_counter()
-    built = build(a.deck or None, Path(a.out) if a.out else None, pdf=not a.no_pdf, model=a.model)
-    print(f"{len(built)} deck(s) in {built[0].html.parent if built else a.out} ({time.perf_counter() - start:.0f} s)")
+    runner = server_module("minfer.server.runner")  # before loading the model: a missing package should fail at once
+    runner.serve(build_llm(a), a.served_name, a.host, a.port)
     return 0
 
 
@@ -221,15 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="+", help="prompt text (several prompts run as one batch)")
     p.add_argument("--raw", action="store_true", help="do not wrap prompts in the model's chat template")
     p.add_argument("--trace", metavar="OUT.json", help="time every step and operator; write a Chrome trace (Perfetto)")
-    _engine_args(p)
-    _kernel_args(p)
+    engine_args(p)
+    kernel_args(p)
     _sampling_args(p, 64)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("chat", help="interactive chat; replies stream as they are generated")
     p.add_argument("--system", default=None, help="system prompt")
-    _engine_args(p)
-    _kernel_args(p)
+    engine_args(p)
+    kernel_args(p)
     _sampling_args(p, 256)
     p.set_defaults(func=cmd_chat)
 
@@ -239,66 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="pull again even if present")
     p.set_defaults(func=cmd_model)
 
-    p = sub.add_parser("lab", help="course labs: skeletons | test | diff")
-    p.add_argument("action", choices=["skeletons", "test", "diff"])
-    p.add_argument("lab", nargs="?", help="lab1, ... (all labs when left out)")
-    p.add_argument("--check", action="store_true", help="skeletons: fail if a committed skeleton is stale")
-    p.add_argument("--impl", default="student", help="test: student | reference | a folder")
-    p.add_argument("--hidden", action="store_true", help="test: the hidden suite too (instructors)")
-    p.set_defaults(func=cmd_lab)
-
-    p = sub.add_parser("bench", help="minfer vs transformers on the same weights, as a table of ratios")
-    _engine_args(p)
-    p.add_argument("--decode-tokens", type=int, default=64)
-    p.add_argument("--prompt-tokens", type=int, default=100, help="prompt length for decode and time to first token")
-    p.add_argument("--long-prompt-tokens", type=int, default=1000, help="the long prompt's length (time to first token)")
-    p.add_argument("--requests", type=int, default=64, help="requests in the serving workload")
-    p.add_argument("--skip", action="append", default=[], choices=["decode", "serve", "switches", "fast"],
-                   help="leave a part out (repeatable); fast: the bfloat16 + int8 table a float32 run adds on a CPU")
-    p.add_argument("--no-hf", action="store_true", help="minfer alone (no transformers column)")
-    p.add_argument("--accuracy", action="store_true",
-                   help="with --dtype bfloat16/float16: greedy agreement and perplexity against float32")
-    p.add_argument("--sweep", metavar="OUT.png", default=None,
-                   help="also sweep batch size 1-64 and prompt length 16-2048: tokens/s and memory, plotted to OUT.png ('-': table only)")
-    p.add_argument("--profile", metavar="OUT.json", default=None,
-                   help="also profile a short workload: per-operator times, memory, CPU/GPU use; Chrome trace to OUT.json")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_bench)
-    modes = p.add_subparsers(dest="bench_mode", metavar="{serve,matmul}")
-    q = modes.add_parser("matmul", help="lab 2's numba.cuda kernels against torch.matmul on a GPU: GFLOP/s and ratios")
-    from minfer_course.matmul_bench import build_parser as matmul_bench_args
-
-    matmul_bench_args(q)
-    q.set_defaults(func=cmd_bench_matmul)
-    q = modes.add_parser(
-        "serve", help="load the HTTP server: requests/s, time to first token, time between tokens")
-    _engine_args(q)
-    _kernel_args(q)
-    q.add_argument("--url", default=None, help="a running server (default: start one here on a free port)")
-    q.add_argument("--concurrency", default="1,4,16,32", help="comma-separated levels of requests in flight")
-    q.add_argument("--requests", type=int, default=32, help="requests at each level")
-    q.add_argument("--max-tokens", type=int, default=32, help="output tokens per request (EOS ignored)")
-    q.set_defaults(func=cmd_bench_serve)
-
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (pip install 'minfer[serve]')")
-    _engine_args(p)
-    _kernel_args(p)
+    engine_args(p)
+    kernel_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-name", default=None, help="the model's id in the API (default: its folder's name)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("slides", help="course slides: build every deck in slides/ to HTML and PDF")
-    p.add_argument("action", choices=["build"])
-    p.add_argument("deck", nargs="*", help="intro, lab1_allocator, ... (all decks when left out)")
-    p.add_argument("--out", default=None, help="output folder (default slides/build)")
-    p.add_argument("--no-pdf", action="store_true", help="HTML only (PDF needs Chromium)")
-    p.add_argument("--model", default="auto", help="the diagrams' engine run: auto (SmolLM2 if pulled, else a tiny "
-                   "random Llama), a builtin name or a model folder")
-    p.set_defaults(func=cmd_slides)
-
+    from minfer_bench.cli import register as register_bench
+    from minfer_course.commands import register as register_course
     from minfer_course.grading.cli import register as register_grade
 
+    register_bench(sub)  # `minfer bench ...`: minfer against transformers, and the bench modes
+    register_course(sub)  # `minfer lab ...`, `minfer slides ...`
     register_grade(sub)  # `minfer grade ...`: the instructor's nbgrader workflow
     return parser
 
