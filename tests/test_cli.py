@@ -287,7 +287,7 @@ def test_chat_on_the_real_model(smollm2_dir, tmp_path):
 
 
 @pytest.mark.parametrize("argv,packed", [
-    (["generate", "hi"], False),  # one float32 stream: plain weights decode one row faster
+    (["generate", "hi"], None),  # one float32 stream: panels where matmul.c runs, else plain weights (faster than oneDNN's)
     (["generate", "hi", "there"], True),  # a batch: prepacked products are faster
     (["generate", "--dtype", "bfloat16", "hi"], True),  # bfloat16 streams faster prepacked, even one row
     (["generate", "--prepack", "hi"], True),
@@ -305,4 +305,28 @@ def test_weight_layout_follows_the_workload(tiny, monkeypatch, capsys, argv, pac
 
     monkeypatch.setattr(minfer.engine, "LLM", Spy)
     assert main(argv[:1] + ["--model", str(tiny), "--max-tokens", "2"] + argv[1:]) == 0
+    if packed is None:
+        from minfer.hal import get_device
+        from minfer.kernels import can_compile, native
+
+        packed = can_compile(get_device("cpu"), torch.float32) and native.address("minfer_matmul_f32") != 0
     assert seen["prepack_weights"] is packed
+
+
+def test_one_float32_stream_without_matmul_c_keeps_plain_weights(tiny, monkeypatch):
+    """Without matmul.c (no C compiler, say) one float32 stream decodes faster from plain weights than
+    from oneDNN's layout; with it, from its panels."""
+    import minfer.engine
+    from minfer.kernels import native
+
+    seen = {}
+
+    class Spy(minfer.engine.LLM):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(minfer.engine, "LLM", Spy)
+    monkeypatch.setattr(native, "address", lambda name: 0)
+    assert main(["generate", "--model", str(tiny), "--max-tokens", "2", "hi"]) == 0
+    assert seen["prepack_weights"] is False

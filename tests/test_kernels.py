@@ -88,6 +88,43 @@ def test_prepacked_weights_give_the_plain_product(rows):
         torch.testing.assert_close(torch_matmul(x, packed), out, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 17, 200])
+def test_panel_weights_give_the_plain_product(rows):
+    """matmul.c's panels compute x @ w.T for every row count (tiles of 8, 4, 2 and 1 rows), into a
+    given `out` (contiguous or not) or a new tensor; weights it has no layout for go to oneDNN."""
+    product = compiled_or_skip(torch.float32).panels(torch.float32)
+    if product is None:
+        pytest.skip("matmul.c was not built here (no C compiler)")
+    g = torch.Generator().manual_seed(rows)
+    w, x = torch.randn(96, 40, generator=g), torch.randn(rows, 40, generator=g)
+    packed = prepack(w, panels=True)
+    assert packed.shape == (2, 40, 48)  # two panels: one per thread
+    out = torch.full((rows, 96), float("nan"))
+    assert torch_matmul(x, packed, out, panel_rows=product) is out
+    torch.testing.assert_close(out.double(), x.double() @ w.double().t(), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(torch_matmul(x, packed, panel_rows=product), out, atol=0, rtol=0)
+    strided = torch.full((96, rows), float("nan")).t()
+    assert torch_matmul(x, packed, strided, panel_rows=product) is strided
+    torch.testing.assert_close(strided, out, atol=0, rtol=0)
+    assert prepack(torch.randn(40, 40), panels=True).is_mkldnn  # 40 outputs: not in 48s
+    assert prepack(w.bfloat16(), panels=True).is_mkldnn  # float32 only
+
+
+def test_engine_with_panel_weights_agrees_with_plain_weights(tiny_dir):
+    """llama-untied's 96-wide projections go into matmul.c's panels, its 256-wide ones to oneDNN:
+    the same greedy tokens and close logits as plain weights."""
+    if compiled_or_skip(torch.float32).panels(torch.float32) is None:
+        pytest.skip("matmul.c was not built here (no C compiler)")
+    path = tiny_dir("llama-untied")
+    packed, plain = LLM(path, kv_cache_mb=1), LLM(path, kv_cache_mb=1, prepack_weights=False)
+    layer = packed.model.layers[0]
+    assert layer.qkv.dim() == layer.o.dim() == layer.down.dim() == 3 and layer.gate_up.is_mkldnn
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    prompts = [[5, 9, 13, 2], list(range(3, 40))]
+    assert [o.token_ids for o in packed.generate(prompts, params)] == [o.token_ids for o in plain.generate(prompts, params)]
+    torch.testing.assert_close(packed.score(prompts[1]), plain.score(prompts[1]), atol=1e-4, rtol=1e-4)
+
+
 def test_engine_with_and_without_prepacked_weights_agree(tiny):
     """The switch changes how products run, never what they compute: same greedy tokens, close logits."""
     params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
@@ -370,13 +407,14 @@ def test_prefill_through_the_paged_kernel_matches_sdpa(tiny, tiny_dir, dtype, mo
 
 
 def test_c_kernel_is_built_once_into_the_store_or_left_to_numba(tmp_path, monkeypatch):
-    """decode_attention.c is compiled into the store once (no temporary file left), loaded from there
+    """The C kernels are compiled into the store once (no temporary file left), loaded from there
     afterwards; where no compiler works, a warning says so and numba's kernel does the work."""
     decode_kernel_or_skip(torch.float32, "c")
     monkeypatch.setenv("MINFER_HOME", str(tmp_path / "store"))
     native.library.cache_clear()
     try:
         assert native.attend_fn("f32", 64) and not native.attend_fn("f32", 48)  # no version for 48
+        assert native.address("minfer_matmul_f32")
         built = list((tmp_path / "store" / "native").iterdir())
         assert [p.suffix for p in built] == [".so"]
         native.library.cache_clear()
@@ -386,8 +424,8 @@ def test_c_kernel_is_built_once_into_the_store_or_left_to_numba(tmp_path, monkey
         native.library.cache_clear()
         monkeypatch.setenv("CC", "false")  # a compiler that always fails
         monkeypatch.setenv("MINFER_HOME", str(tmp_path / "empty"))
-        with pytest.warns(UserWarning, match="could not build decode_attention.c with false"):
-            assert native.attend_fn("f32", 64) == 0
+        with pytest.warns(UserWarning, match="could not build its C kernels with false"):
+            assert native.attend_fn("f32", 64) == 0 and native.address("minfer_matmul_f32") == 0
         assert not list((tmp_path / "empty" / "native").iterdir())  # nothing half-written
         q, cache = torch.randn(2, 4, 64), torch.randn(2, 16, 64)
         blocks, lengths, out = torch.tensor([[0, 1], [3, 2]]), torch.tensor([5, 8]), torch.empty(2, 4, 64)

@@ -22,11 +22,10 @@ def kernel_args(p: argparse.ArgumentParser) -> None:
                    help="kernel of the linear layers; numba-* are lab 2's (simulated on a CPU: tiny models only)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prepack", dest="prepack", action="store_true", default=None,
-                   help="prepack torch's weights for oneDNN (CPU): faster batches and prefill; the default, except "
-                        "for one float32 stream (chat, or generate with one prompt), where plain weights decode faster")
+                   help="prepack the weights (CPU: float32 into matmul.c's panels, else for oneDNN): faster; the "
+                        "default, except for one float32 stream without matmul.c, where plain weights decode faster")
     g.add_argument("--no-prepack", dest="prepack", action="store_false",
-                   help="keep torch's weights plain: less memory for a tied head, faster single-request float32 "
-                        "decode, slower batches")
+                   help="keep the weights plain: less memory for a tied head, slower products")
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -47,11 +46,18 @@ def _params(a: argparse.Namespace):
 
 
 def _prepack(a: argparse.Namespace, one_stream: bool) -> bool:
-    """--prepack / --no-prepack, else the faster layout for the workload: one float32 request decodes one
-    row at a time, which MKL streams ~1.5x faster from plain weights (23 against 36 ms per SmolLM2 token
-    here); batches, prefill and bfloat16 run faster prepacked (see minfer.kernels.prepack)."""
+    """--prepack / --no-prepack, else the faster layout: prepacked (see minfer.kernels.prepack), except for
+    one float32 stream where matmul.c's panels cannot run (no numba or no C compiler): one row at a time,
+    MKL streams plain weights faster than oneDNN's layout (SmolLM2: 47 against 36 tokens/s; panels: 62)."""
     chosen = getattr(a, "prepack", None)
-    return chosen if chosen is not None else not (one_stream and a.dtype == "float32")
+    if chosen is not None or not one_stream or a.dtype != "float32":
+        return True if chosen is None else chosen
+    import torch
+
+    from .hal import get_device
+    from .kernels import can_compile, native
+
+    return can_compile(get_device(a.device), torch.float32) and native.address("minfer_matmul_f32") != 0
 
 
 def build_llm(a: argparse.Namespace, one_stream: bool = False):

@@ -59,8 +59,8 @@ class LLM:
         labs: dict[str, SimpleNamespace] | None = None,
     ) -> None:
         """`matmul` picks the kernel of every linear layer (minfer.kernels.MATMULS); `prepack_weights`
-        lets torch's reorder them once for oneDNN on a CPU (minfer.kernels.prepack); `quantize="int8"`
-        stores them as int8 for decode steps (minfer.kernels.Int8Weight: bfloat16 on a CPU). `labs` swaps in a
+        reorders them once on a CPU (minfer.kernels.prepack: matmul.c's panels, or oneDNN's layout);
+        `quantize="int8"` stores them as int8 for decode steps (minfer.kernels.Int8Weight: bfloat16). `labs` swaps in a
         lab's modules (see minfer_course.labs.load): {"lab1": ...} runs the student's allocator and KV
         block pool inside this engine; {"lab2": ...} their kernels, for a numba `matmul`; {"lab3": ...}
         their weight mapping, layers, attention, batch preparation and sampling. Labs combine."""

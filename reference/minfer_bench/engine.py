@@ -207,7 +207,8 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
     head = llm.model.lm_head
-    packed = isinstance(head, torch.Tensor) and head.is_mkldnn
+    packed = isinstance(head, torch.Tensor) and (head.is_mkldnn or head.dim() == 3)  # for oneDNN, or matmul.c's panels
+    layout = "matmul.c panels" if packed and head.dim() == 3 else "oneDNN"
     rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),
@@ -218,9 +219,9 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
     dtype = str(llm.dtype).removeprefix("torch.")
     if packed:  # the other engine loads the weights again, unpacked
         unpacked = LLM(llm.path, device=llm.device.name, dtype=dtype, prepack_weights=False)
-        rows.append(Switch(f"prepacked weights (oneDNN): {2 * requests} requests x 32 tokens, s", mixed(llm),
+        rows.append(Switch(f"prepacked weights ({layout}): {2 * requests} requests x 32 tokens, s", mixed(llm),
                            mixed(unpacked), "s"))
-        rows.append(Switch("prepacked weights (oneDNN): batch-1 decode of 32 tokens, s", _decode_32(llm, long_prompt),
+        rows.append(Switch(f"prepacked weights ({layout}): batch-1 decode of 32 tokens, s", _decode_32(llm, long_prompt),
                            _decode_32(unpacked, long_prompt), "s"))
         del unpacked
     if isinstance(head, Int8Weight):  # against the same engine with its bfloat16 weights

@@ -1,8 +1,9 @@
 """The kernels the graph can route work through.
 
 - Matrix products for the model's linear layers: `torch` is the default, on a CPU with its weights
-  prepacked for oneDNN (`prepack`), or quantized to int8 for decode steps (`Int8Weight`). The numba
-  kernels are lab 2's (matmul_numba.py, or a student's copy of it given as `kernels`).
+  prepacked (`prepack`: in float32 into matmul.c's panels, multiplied in C on numba's threads, else for
+  oneDNN), or quantized to int8 for decode steps (`Int8Weight`). The numba kernels are lab 2's
+  (matmul_numba.py, or a student's copy of it given as `kernels`).
 - Kernels compiled by numba for a CPU (cpu_numba.py, through `cpu_kernels`): paged decode
   attention, which reads the KV cache in place instead of gathering it first; the int8 weights'
   product for a decode step's few rows; RMSNorm, rotation and SwiGLU without PyTorch's per-operation
@@ -41,9 +42,11 @@ SWAP_MAX_ROWS = 64
 
 
 def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tensor | None = None,
-                 int8_rows: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+                 int8_rows: Callable[..., torch.Tensor] | None = None,
+                 panel_rows: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """x [M, in] @ w.T for a weight w [out, in], the layout checkpoints (and nn.Linear) store, for
-    that weight prepacked by `prepack` (the engine's default on a CPU), or quantized (`Int8Weight`):
+    that weight prepacked by `prepack` (the engine's default on a CPU: for oneDNN, or in float32 into
+    matmul.c's panels, multiplied by `panel_rows`, cpu_numba.panels), or quantized (`Int8Weight`):
     its decode steps go through `int8_rows` when given (cpu_numba.int8_matmul), else torch's int8 kernel.
 
     On a CPU in float32 with at most SWAP_MAX_ROWS rows (decode steps), MKL is asked for
@@ -59,6 +62,8 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tenso
             return int8_rows(x, w.q, w.scale, out)
         y = torch.ops.aten._weight_int8pack_mm(x, w.q, w.scale)
         return y if out is None else out.copy_(y)
+    if w.dim() == 3:  # float32 panels (see `prepack`)
+        return panel_rows(x, w, out)
     if w.is_mkldnn:  # prepacked (see `prepack`)
         y = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
         return y if out is None else out.copy_(y)
@@ -81,8 +86,10 @@ def can_prepack(device: Device, dtype: torch.dtype) -> bool:
             and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
-def prepack(w: torch.Tensor) -> torch.Tensor:
-    """A weight [out, in] reordered once into oneDNN's blocked layout, for `torch_matmul`.
+def prepack(w: torch.Tensor, panels: bool = False) -> torch.Tensor:
+    """A weight [out, in] reordered once into oneDNN's blocked layout, for `torch_matmul`; with `panels`
+    (cpu_numba.panels: matmul.c built), a float32 one whose outputs come in 48s into matmul.c's panels
+    [out/48, in, 48] instead, a plain tensor: faster than oneDNN at every row count (see matmul.c).
 
     This is what torch.compile's CPU backend does to a frozen nn.Linear (the same two PyTorch ops),
     without the compiler. MKL's GEMM re-packs the weight into cache-sized panels on every call; a
@@ -93,7 +100,9 @@ def prepack(w: torch.Tensor) -> torch.Tensor:
     swapped (SmolLM2's 30 layers and head: 31 ms against 25), which this trade accepts rather
     than keep both copies: the packed one replaces the plain one.
 
-    The result is an opaque tensor (`w.is_mkldnn`): no storage, no views, no data_ptr."""
+    oneDNN's result is an opaque tensor (`w.is_mkldnn`): no storage, no views, no data_ptr."""
+    if panels and w.dtype == torch.float32 and w.shape[0] % 48 == 0:
+        return w.reshape(w.shape[0] // 48, 48, w.shape[1]).transpose(1, 2).contiguous()
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
 
@@ -173,15 +182,19 @@ def get_matmul(name: str, device: Device, kernels: ModuleType | None = None):
 COMPILED_ENV = "MINFER_COMPILED_KERNELS"
 
 
+def can_compile(device: Device, dtype: torch.dtype) -> bool:
+    """Whether `cpu_kernels` compiles here: a CPU, float32 or bfloat16, numba installed, not switched off."""
+    return (device.torch_device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
+            and os.environ.get(COMPILED_ENV) != "0" and importlib.util.find_spec("numba") is not None)
+
+
 def cpu_kernels(device: Device, dtype: torch.dtype) -> ModuleType | None:
     """cpu_numba.py (compiled paged decode attention, int8 product, RMSNorm, rotation, SwiGLU),
     compiled for `dtype` before it returns, where it can run: a CPU, float32 or bfloat16, numba
     installed, and not switched off by MINFER_COMPILED_KERNELS=0; else None, and the graph runs its
     PyTorch path. Compiling takes ~10-20 s once per checkout; numba caches the result next to the
     source (or in ~/.cache where that is read-only), and later starts load it in about a second."""
-    if (device.torch_device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16)
-            or os.environ.get(COMPILED_ENV) == "0"
-            or importlib.util.find_spec("numba") is None):
+    if not can_compile(device, dtype):
         return None
     from ..hal.cudasim import choose
 

@@ -35,6 +35,8 @@ where numba is missing. The PyTorch path stays the teaching path: the two must a
 """
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import torch
@@ -309,6 +311,28 @@ def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, out: torc
     out = torch.empty(x.shape[0], q.shape[0], dtype=torch.bfloat16) if out is None else out
     _int8_rows(_raw(x.contiguous()), q.numpy(), _raw(scale), _raw(out))
     return out
+
+
+@numba.njit(parallel=True, **_JIT)
+def _panels(fn, x, w, y, threads):
+    n = w.shape[0]
+    for t in numba.prange(threads):  # a contiguous range of panels each: each weight is read by one thread
+        _call_c(fn, (x, w, y, x.shape[0], x.shape[1], y.shape[1], n * t // threads, n * (t + 1) // threads))
+
+
+def panel_matmul(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None, fn: int = 0) -> torch.Tensor:
+    """x [M, in] float32 @ W.T for W in matmul.c's panels [out/48, in, 48] (kernels.prepack), written
+    into `out` when given; `fn` is matmul.c's address (`panels`)."""
+    y = out if out is not None and out.is_contiguous() else x.new_empty(x.shape[0], w.shape[0] * w.shape[2])
+    _panels(fn, _raw(x.contiguous()), _raw(w), _raw(y), numba.get_num_threads())
+    return y if out is None or y is out else out.copy_(y)
+
+
+def panels(dtype: torch.dtype):
+    """`panel_matmul` for float32 where native.py built matmul.c, else None: weights are then prepacked
+    for oneDNN (kernels.prepack)."""
+    fn = native.address("minfer_matmul_f32") if dtype == torch.float32 else 0
+    return functools.partial(panel_matmul, fn=fn) if fn else None
 
 
 # Each per-token operation is written for one row, and run over a step's rows in parallel below;
