@@ -91,7 +91,8 @@ def test_prepacked_weights_give_the_plain_product(rows):
 @pytest.mark.parametrize("rows", [1, 2, 3, 7, 17, 200])
 def test_panel_weights_give_the_plain_product(rows):
     """matmul.c's panels compute x @ w.T for every row count (tiles of 8, 4, 2 and 1 rows), into a
-    given `out` (contiguous or not) or a new tensor; weights it has no layout for go to oneDNN."""
+    given `out` (contiguous or not) or a new tensor, each row's bits independent of the others; weights
+    it has no layout for go to oneDNN."""
     product = compiled_or_skip(torch.float32).panels(torch.float32)
     if product is None:
         pytest.skip("matmul.c was not built here (no C compiler)")
@@ -106,6 +107,8 @@ def test_panel_weights_give_the_plain_product(rows):
     strided = torch.full((96, rows), float("nan")).t()
     assert torch_matmul(x, packed, strided, panel_rows=product) is strided
     torch.testing.assert_close(strided, out, atol=0, rtol=0)
+    # each output is one sum in k's order, whatever tile its row falls in: a row alone gets the same bits
+    torch.testing.assert_close(torch_matmul(x[-1:], packed, panel_rows=product), out[-1:], atol=0, rtol=0)
     assert prepack(torch.randn(40, 40), panels=True).is_mkldnn  # 40 outputs: not in 48s
     assert prepack(w.bfloat16(), panels=True).is_mkldnn  # float32 only
 

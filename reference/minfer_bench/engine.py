@@ -349,7 +349,7 @@ def serving_bound_line(llm: LLM, prompt_lens: list[int], outs: list[int], secs: 
     engine's measured product rate, then its K/V reads at the measured copy bandwidth (one after the
     other, as a step runs them; all of it, attention too, at the rate of a large product)."""
     flops, kv_bytes = serving_work(llm.config, prompt_lens, outs, llm.dtype.itemsize)
-    rows = 1024  # a prefill step's product: oneDNN's best rate on this machine
+    rows = 1024  # a prefill step's product: the engine's best rate on this machine
     rate, bw = product_rate(llm, rows), memory_bandwidth()
     bound = flops / rate + kv_bytes / bw
     line = (f"serving computes {flops / 1e12:.2f} TFLOP and reads {kv_bytes / 1e9:.1f} GB of cached K/V: a bound of "

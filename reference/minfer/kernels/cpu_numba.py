@@ -338,7 +338,7 @@ def panels(dtype: torch.dtype):
 # Each per-token operation is written for one row, and run over a step's rows in parallel below;
 # the fused decode step (_layers) calls the row kernels directly: for its one or two rows, waking
 # the thread pool would cost more than the arithmetic (~1 us a call, 180 calls a step)
-@numba.njit(**_EXACT)
+@numba.njit(**{**_EXACT, "fastmath": {"reassoc"}})  # the sum of squares in vector lanes: PyTorch's order differs too
 def _rms_norm_row(x, w, eps, out):
     n = x.shape[0]
     squares = np.float32(0.0)
