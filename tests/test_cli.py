@@ -294,30 +294,26 @@ def test_chat_on_the_real_model(smollm2_dir, tmp_path):
     (["generate", "--no-prepack", "hi", "there"], False),
 ])
 def test_weight_layout_follows_the_workload(tiny, monkeypatch, capsys, argv, packed):
-    import minfer.engine
-
-    seen = {}
-
-    class Spy(minfer.engine.LLM):
-        def __init__(self, *args, **kwargs):
-            seen.update(kwargs)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(minfer.engine, "LLM", Spy)
-    assert main(argv[:1] + ["--model", str(tiny), "--max-tokens", "2"] + argv[1:]) == 0
     if packed is None:
         from minfer.hal import get_device
         from minfer.kernels import can_compile, native
 
         packed = can_compile(get_device("cpu"), torch.float32) and native.address("minfer_matmul_f32") != 0
-    assert seen["prepack_weights"] is packed
+    assert _prepack_chosen(tiny, monkeypatch, argv) is packed
 
 
 def test_one_float32_stream_without_matmul_c_keeps_plain_weights(tiny, monkeypatch):
     """Without matmul.c (no C compiler, say) one float32 stream decodes faster from plain weights than
     from oneDNN's layout; with it, from its panels."""
-    import minfer.engine
     from minfer.kernels import native
+
+    monkeypatch.setattr(native, "address", lambda name: 0)
+    assert _prepack_chosen(tiny, monkeypatch, ["generate", "hi"]) is False
+
+
+def _prepack_chosen(model, monkeypatch, argv: list[str]) -> bool:
+    """The prepack_weights the CLI gives the engine for `argv` (a `minfer generate` on `model`)."""
+    import minfer.engine
 
     seen = {}
 
@@ -327,6 +323,5 @@ def test_one_float32_stream_without_matmul_c_keeps_plain_weights(tiny, monkeypat
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(minfer.engine, "LLM", Spy)
-    monkeypatch.setattr(native, "address", lambda name: 0)
-    assert main(["generate", "--model", str(tiny), "--max-tokens", "2", "hi"]) == 0
-    assert seen["prepack_weights"] is False
+    assert main(argv[:1] + ["--model", str(model), "--max-tokens", "2"] + argv[1:]) == 0
+    return seen["prepack_weights"]
