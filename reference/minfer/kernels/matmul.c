@@ -2,8 +2,8 @@
    (kernels.prepack): each step of k reads one contiguous row of 48 weights. A tile of up to 8 rows of x
    keeps its 8 x 48 sums in 24 vector registers; each weight is loaded once per tile and each x value
    broadcast once, so the loop is all multiply-adds. For a decode step's few rows oneDNN's blocked
-   kernels reach 61-86% of this machine's 220 GFLOP/s (8-64 rows, SmolLM2's shapes); this reaches
-   ~95% from 16 rows on, and streams one row's weights at ~32 GB/s against oneDNN's ~22. native.py
+   kernels reach 39-86% of this machine's 220 GFLOP/s (8-64 rows, SmolLM2's shapes); this reaches
+   59-98%, 93% from 32 rows on, and streams one row's weights at ~32 GB/s against oneDNN's ~22. native.py
    builds it; numba's threads call it (cpu_numba.panel_matmul), each with its own range of panels. */
 #include <stdint.h>
 #include <string.h>
