@@ -207,8 +207,9 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
     head = llm.model.lm_head
-    packed = isinstance(head, torch.Tensor) and (head.is_mkldnn or head.dim() == 3)  # for oneDNN, or matmul.c's panels
-    layout = "matmul.c panels" if packed and head.dim() == 3 else "oneDNN"
+    panels = isinstance(head, torch.Tensor) and head.dim() == 3  # matmul.c's (kernels.prepack)
+    packed = panels or isinstance(head, torch.Tensor) and head.is_mkldnn
+    layout = "matmul.c panels" if panels else "oneDNN"
     rows = [Switch(f"prefix caching: {requests} requests sharing {shared} tokens, s", prefix_workload(True),
                    prefix_workload(False), "s"),
             Switch(f"fused SDPA prefill: time to first token, {len(long_prompt)} tokens, s", prefill(True),

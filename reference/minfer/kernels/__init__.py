@@ -86,6 +86,9 @@ def can_prepack(device: Device, dtype: torch.dtype) -> bool:
             and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
+PANEL = 48  # matmul.c's PANEL: the weight rows a panel holds side by side, three 16-float vectors
+
+
 def prepack(w: torch.Tensor, panels: bool = False) -> torch.Tensor:
     """A weight [out, in] reordered once into oneDNN's blocked layout, for `torch_matmul`; with `panels`
     (cpu_numba.panels: matmul.c built), a float32 one whose outputs come in 48s into matmul.c's panels
@@ -101,8 +104,8 @@ def prepack(w: torch.Tensor, panels: bool = False) -> torch.Tensor:
     than keep both copies: the packed one replaces the plain one.
 
     oneDNN's result is an opaque tensor (`w.is_mkldnn`): no storage, no views, no data_ptr."""
-    if panels and w.dtype == torch.float32 and w.shape[0] % 48 == 0:
-        return w.reshape(w.shape[0] // 48, 48, w.shape[1]).transpose(1, 2).contiguous()
+    if panels and w.dtype == torch.float32 and w.shape[0] % PANEL == 0:
+        return w.reshape(w.shape[0] // PANEL, PANEL, w.shape[1]).transpose(1, 2).contiguous()
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
 
