@@ -116,3 +116,19 @@ def test_bench_int8_weights_switch_and_accuracy(tiny_dir, capsys):
     switches = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| int8 weights")]
     assert switches == ["int8 weights: batch-1 decode of 32 tokens, s", "int8 weights: 16 requests x 32 tokens, s"]
     assert "accuracy of torch.bfloat16 with int8 weights against float32" in out
+
+
+def test_float32_panels_switch_their_fused_layers_on_one_request_and_on_a_batch(tiny_dir):
+    """llama-untied's projections are all matmul.c panels: float32 decode steps of any size run fused."""
+    from minfer import LLM
+    from minfer_bench.engine import compiled_switches
+
+    llm = LLM(str(tiny_dir("llama-untied")), kv_cache_mb=2)
+    if llm.model.decode_layers is None:
+        import pytest
+
+        pytest.skip("no C compiler built matmul.c here")
+    rows = compiled_switches(llm, list(range(3, 60)))
+    assert [r.name.split(":")[0] for r in rows[:2]] == ["layers in one compiled call"] * 2
+    assert "batch-1" in rows[0].name and "16 requests" in rows[1].name and all(r.on > 0 and r.off > 0 for r in rows)
+    assert llm.model.decode_layers is not None  # switched back on

@@ -114,14 +114,14 @@ def test_panel_weights_give_the_plain_product(rows):
 
 
 def test_engine_with_panel_weights_agrees_with_plain_weights(tiny_dir):
-    """llama-untied's 96-wide projections go into matmul.c's panels, its 256-wide ones to oneDNN:
-    the same greedy tokens and close logits as plain weights."""
+    """llama-untied's projections (96 and 192 wide) go into matmul.c's panels, its 256-wide head to
+    oneDNN: the same greedy tokens and close logits as plain weights."""
     if compiled_or_skip(torch.float32).panels(torch.float32) is None:
         pytest.skip("matmul.c was not built here (no C compiler)")
     path = tiny_dir("llama-untied")
     packed, plain = LLM(path, kv_cache_mb=1), LLM(path, kv_cache_mb=1, prepack_weights=False)
     layer = packed.model.layers[0]
-    assert layer.qkv.dim() == layer.o.dim() == layer.down.dim() == 3 and layer.gate_up.is_mkldnn
+    assert all(w.dim() == 3 for w in (layer.qkv, layer.o, layer.gate_up, layer.down)) and packed.model.lm_head.is_mkldnn
     params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     prompts = [[5, 9, 13, 2], list(range(3, 40))]
     assert [o.token_ids for o in packed.generate(prompts, params)] == [o.token_ids for o in plain.generate(prompts, params)]
@@ -209,29 +209,41 @@ class CountingLayers:
         self.inner(*args)
 
 
-@pytest.mark.parametrize("model", ["tiny", "llama"])
-def test_compiled_decode_layers_give_the_layer_by_layer_bits(tiny, tiny_dir, model):
-    """Decode steps of one or two rows run every layer in one compiled call: the same tokens and the
-    same logits, bit for bit, as layer by layer; steps of more rows go layer by layer. Head size 8
-    (tiny) attends through numba's kernel both ways, 16 (llama) through decode_attention.c where built."""
-    int8_or_skip()
-    compiled_or_skip(torch.bfloat16)
+@pytest.mark.parametrize("model", ["tiny", "llama", "llama-untied"])
+def test_compiled_decode_layers_give_the_layer_by_layer_bits(tiny, tiny_dir, model, monkeypatch):
+    """Decode steps run every layer in one compiled call: the same tokens and the same logits, bit for
+    bit, as layer by layer. int8 weights (bfloat16) do so for steps of one or two rows, and steps of more
+    go layer by layer; float32 in matmul.c's panels (llama-untied: every projection 48s wide) for any
+    rows, the decode groups merged into one table. Head size 8 (tiny) attends through numba's kernel
+    both ways, 16 through decode_attention.c where built."""
+    from minfer.scheduler import batch
+
+    float32 = model == "llama-untied"
+    compiled = compiled_or_skip(torch.float32 if float32 else torch.bfloat16)
+    if float32 and compiled.panels(torch.float32) is None:
+        pytest.skip("matmul.c was not built here (no C compiler)")
+    if not float32:
+        int8_or_skip()
+    monkeypatch.setattr(batch, "DECODE_GROUP", 2)  # three requests' decodes make two groups
     # no prefix cache: a second run would prefill from cached blocks, which rounds differently
-    path = tiny if model == "tiny" else str(tiny_dir("llama"))
-    llm = LLM(path, kv_cache_mb=1, dtype="bfloat16", quantize="int8", enable_prefix_cache=False)
+    path = tiny if model == "tiny" else str(tiny_dir(model))
+    kw = dict(dtype="float32") if float32 else dict(dtype="bfloat16", quantize="int8")
+    llm = LLM(path, kv_cache_mb=1, enable_prefix_cache=False, **kw)
     fused = llm.model.decode_layers
-    assert bool(fused.c_attend) == (model == "llama" and bool(native.attend_fn("bf16", 16)))
+    assert bool(fused.c_attend) == (model != "tiny" and bool(native.attend_fn("f32" if float32 else "bf16", 16)))
     params = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
-    for batch, fused_steps in (([list(range(3, 40))], 9), ([list(range(3, 40)), list(range(50, 61))], 9),
-                               ([[5, 6, 7], [8, 9], [10]], 0)):  # after one prefill step, 9 decode steps
+    for batch_, fused_steps in (([list(range(3, 40))], 9), ([list(range(3, 40)), list(range(50, 61))], 9),
+                                ([[5, 6, 7], [8, 9], [10]], 9 if float32 else 0)):  # one prefill step, 9 decode steps
         llm.model.decode_layers = counting = CountingLayers(fused)
-        tokens, logits = logits_of_batch(llm, batch, params)
+        tokens, logits = logits_of_batch(llm, batch_, params)
         assert counting.steps == fused_steps
         llm.model.decode_layers = None
-        layer_tokens, layer_logits = logits_of_batch(llm, batch, params)
+        layer_tokens, layer_logits = logits_of_batch(llm, batch_, params)
         assert tokens == layer_tokens and torch.equal(logits, layer_logits)
     # q/k/v biases (Qwen2) are not what it runs: such a model decodes layer by layer
-    assert LLM(str(tiny_dir("qwen2")), kv_cache_mb=1, dtype="bfloat16", quantize="int8").model.decode_layers is None
+    assert LLM(str(tiny_dir("qwen2")), kv_cache_mb=1, **kw).model.decode_layers is None
+    if float32:  # nor projections partly outside the panels (outputs not in 48s: oneDNN's)
+        assert LLM(tiny, kv_cache_mb=1).model.decode_layers is None
 
 
 def test_int8_needs_bfloat16_on_a_cpu(tiny):

@@ -19,7 +19,8 @@ def build_tiny(kind: str, out: Path, seed: int = 0) -> Path:
 
     cls = {"llama": (tf.LlamaConfig, tf.LlamaForCausalLM), "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
            "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM)}[kind.split("-")[0]]
-    cfg = cls[0](vocab_size=256, hidden_size=96 if kind == "llama-untied" else 64, intermediate_size=128, num_hidden_layers=2,
+    wide = kind == "llama-untied"  # every projection's outputs in 48s: matmul.c's panels (kernels.prepack)
+    cfg = cls[0](vocab_size=256, hidden_size=96 if wide else 64, intermediate_size=96 if wide else 128, num_hidden_layers=2,
                  max_position_embeddings=512, rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, **TINY[kind])
     torch.manual_seed(seed)
     model = cls[1](cfg).eval()

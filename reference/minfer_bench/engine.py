@@ -250,12 +250,12 @@ def _decode_32(engine: LLM, prompt: list[int]) -> float:
 
 def compiled_switches(engine: LLM, prompt: list[int]) -> list[Switch]:
     """The compiled kernels of minfer.kernels.cpu_kernels, each against the PyTorch path, on one
-    request's decode: every layer in one call (int8 weights), then, layer by layer where they act,
-    RMSNorm/RoPE/SwiGLU and the int8 product."""
+    request's decode: every layer in one call (int8 weights, or float32 panels: then on a batch too),
+    then, layer by layer where they act, RMSNorm/RoPE/SwiGLU and the int8 product."""
     model = engine.model
     fused = model.decode_layers
 
-    def on_off(attr: str, off, rounds: int = 3) -> tuple[float, float]:
+    def on_off(attr: str, off, rounds: int = 3, run=lambda: _decode_32(engine, prompt)) -> tuple[float, float]:
         """The model's own `attr`, then `off` in its place, alternating: the medians. A single ~1 s run
         of each swung by 20% on a busy machine (one run printed 0.84x where 8 alternations gave 1.23x)."""
         on = getattr(model, attr)
@@ -264,15 +264,22 @@ def compiled_switches(engine: LLM, prompt: list[int]) -> list[Switch]:
             for _ in range(rounds):
                 for value, sink in ((on, times[0]), (off, times[1])):
                     setattr(model, attr, value)
-                    sink.append(_decode_32(engine, prompt))
+                    sink.append(run())
         finally:
             setattr(model, attr, on)
         return statistics.median(times[0]), statistics.median(times[1])
+
+    def batch(n: int = 16) -> float:  # decode steps of many rows, as serving runs them
+        prompts = [prompt[:16 + i] for i in range(n)]
+        return _timed(lambda: engine.generate(prompts, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)))
 
     rows = []
     if fused is not None:
         rows.append(Switch("layers in one compiled call: batch-1 decode of 32 tokens, s",
                            *on_off("decode_layers", None), "s"))
+        if not fused.int8:  # float32 runs every decode step so (int8: only one or two rows)
+            rows.append(Switch("layers in one compiled call: 16 requests x 32 tokens, s",
+                               *on_off("decode_layers", None, run=batch), "s"))
     model.decode_layers = None
     try:
         if getattr(model.ops, "compiled", None) is not None:

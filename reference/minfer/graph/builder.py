@@ -90,9 +90,9 @@ def build_model(
     head = get(lm_head) if out_in else get(lm_head).t()  # [vocab, hidden]; [in, out] kernels read it transposed
     layer_weights = [LayerWeights(**{k: get(v) for k, v in d.items()}) for d in layers]
     llama = all(lt.q_bias is None and lt.q_norm is None for lt in t.layers)  # what DecodeLayers runs
-    fused = None
-    if quantize == "int8" and compiled is not None and llama:
-        fused = compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+    panels = panel_rows is not None and all(w.dim() == 3 for lw in layer_weights for w in (lw.qkv, lw.o, lw.gate_up, lw.down))
+    fused = (compiled.DecodeLayers(layer_weights, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+             if (quantize == "int8" or panels) and compiled is not None and llama else None)
     # decode attention: the compiled kernel on a CPU (C, else numba's); on a GPU, where a step is bound by
     # kernel launches, one SDPA call
     decode_kernel = (compiled.paged_decode if compiled is not None

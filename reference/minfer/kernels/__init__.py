@@ -4,13 +4,12 @@
   prepacked (`prepack`: in float32 into matmul.c's panels, multiplied in C on numba's threads, else for
   oneDNN), or quantized to int8 for decode steps (`Int8Weight`). The numba kernels are lab 2's
   (matmul_numba.py, or a student's copy of it given as `kernels`).
-- Kernels compiled by numba for a CPU (cpu_numba.py, through `cpu_kernels`): paged decode
-  attention, which reads the KV cache in place instead of gathering it first; the int8 weights'
-  product for a decode step's few rows; RMSNorm, rotation and SwiGLU without PyTorch's per-operation
-  overhead. Where they cannot run, the graph's PyTorch path does the work. Paged attention's
-  arithmetic per request also comes in C (decode_attention.c, built by native.py with the machine's
-  compiler): numba cannot keep vector sums in registers, and this is 2x faster in cache. It serves
-  prompt chunks too (graph/attention.py's `prefill_kernel`).
+- Kernels compiled by numba for a CPU (cpu_numba.py, through `cpu_kernels`): paged decode attention,
+  which reads the KV cache in place instead of gathering it first; the int8 weights' product for a
+  decode step's few rows; RMSNorm, rotation and SwiGLU without PyTorch's per-operation overhead; a
+  decode step's layers in one call. Where they cannot run, the graph's PyTorch path does the work.
+  Paged attention's arithmetic per request comes in C too (decode_attention.c, built by native.py
+  with the machine's compiler; numba's is 2x slower in cache), for prompt chunks as well.
 - On a GPU, paged decode attention through PyTorch's fused attention (sdpa_decode.py): a small
   model's GPU step is bound by kernel launches, and this launches about 4 per layer where the reference
   path launches 14.
@@ -34,10 +33,8 @@ from ..hal import Device
 MATMULS = ("torch", "numba-naive", "numba-tiled", "numba-regblock")
 
 
-# Up to this many rows, float32 products on a CPU run swapped (see torch_matmul); measured on
-# SmolLM2's four projection shapes, 30 layers streamed from memory: the swapped form takes 16 ms
-# for one row against 28 ms for x @ W^T stored [in, out], 64 ms against 77 ms for 32 rows, and
-# loses from about 100 rows on (512 rows: 696 ms against 654 ms for x @ W.T).
+# Up to this many rows plain float32 products on a CPU run swapped (torch_matmul): SmolLM2's 30 layers took
+# 16 ms for one row against 28 for x @ W^T, 64 against 77 for 32 rows; from ~100 rows on the swap loses.
 SWAP_MAX_ROWS = 64
 
 
@@ -49,12 +46,9 @@ def torch_matmul(x: torch.Tensor, w: torch.Tensor | Int8Weight, out: torch.Tenso
     matmul.c's panels, multiplied by `panel_rows`, cpu_numba.panels), or quantized (`Int8Weight`):
     its decode steps go through `int8_rows` when given (cpu_numba.int8_matmul), else torch's int8 kernel.
 
-    On a CPU in float32 with at most SWAP_MAX_ROWS rows (decode steps), MKL is asked for
-    (w @ x.T).T instead: for few rows its GEMV and small GEMMs stream a weight at about half the
-    speed of this form, which reaches the machine's copy bandwidth. One row is padded to two, since
-    MKL's one-column product is the slow kind again. Prefill-sized products use x @ w.T.
-    The swapped product lands in a temporary [out, M] (at most 64 columns: under 1 MB for
-    SmolLM2) that is copied into `out`, so the step's buffers still come from the workspace."""
+    Plain float32 weights on a CPU, for at most SWAP_MAX_ROWS rows (decode steps): MKL is asked for
+    (w @ x.T).T, as its GEMV and small GEMMs stream a weight at about half this form's speed (one row
+    is padded to two: MKL's one-column product is the slow kind again), into a temporary copied to `out`."""
     if isinstance(w, Int8Weight):
         if x.shape[0] > INT8_MAX_ROWS:
             return torch_matmul(x, w.wide, out)
@@ -94,25 +88,19 @@ def prepack(w: torch.Tensor, panels: bool = False) -> torch.Tensor:
     (cpu_numba.panels: matmul.c built), a float32 one whose outputs come in 48s into matmul.c's panels
     [out/48, in, 48] instead, a plain tensor: faster than oneDNN at every row count (see matmul.c).
 
-    This is what torch.compile's CPU backend does to a frozen nn.Linear (the same two PyTorch ops),
-    without the compiler. MKL's GEMM re-packs the weight into cache-sized panels on every call; a
-    prepacked weight skips that, and oneDNN's kernels for the packed layout run SmolLM2's products at
-    ~200 GFLOP/s in float32 on this machine's two cores, where x @ W.T reaches 90-180 (the LM head:
-    185 against 90 for 64 rows). In bfloat16 (AVX-512 BF16) they reach ~400, and stream a weight
-    for one row at ~15 GB/s against ~11 for bf16 x @ W.T. One float32 row is slower packed than
-    swapped (SmolLM2's 30 layers and head: 31 ms against 25), which this trade accepts rather
-    than keep both copies: the packed one replaces the plain one.
-
-    oneDNN's result is an opaque tensor (`w.is_mkldnn`): no storage, no views, no data_ptr."""
+    oneDNN's layout is what torch.compile's CPU backend gives a frozen nn.Linear (the same two PyTorch
+    ops), without the compiler: MKL's GEMM re-packs the weight into cache-sized panels on every call, a
+    prepacked one skips that (SmolLM2 on this machine's two cores: ~200 GFLOP/s in float32, where x @ W.T
+    reaches 90-180; ~400 in bfloat16). The packed copy replaces the plain one, and is an opaque tensor
+    (`w.is_mkldnn`): no storage, no views, no data_ptr."""
     if panels and w.dtype == torch.float32 and w.shape[0] % PANEL == 0:
         return w.reshape(w.shape[0] // PANEL, PANEL, w.shape[1]).transpose(1, 2).contiguous()
     return torch.ops.mkldnn._reorder_linear_weight(w.contiguous())
 
 
-# Up to this many rows (decode steps) an Int8Weight is read as int8; measured on SmolLM2's 30 layers
-# streamed from memory in bfloat16: one row 7.4 ms against 11.9 for the prepacked bfloat16 copy, two
-# rows 11.6 against 12.2, four rows 11.2 against 10.5 (torch's int8 kernel computes more than it reads);
-# the compiled product: 5.9 ms for one row, 5.7 for two, 10.3 for four (the same run: 11.7, 13.0, 10.9)
+# Up to this many rows (decode steps) an Int8Weight is read as int8. SmolLM2's 30 layers, in ms for 1, 2 and
+# 4 rows: the compiled int8 product 5.9, 5.7, 10.3; the prepacked bfloat16 copy 11.7, 13.0, 10.9 (the same
+# run); torch's int8 kernel, which computes more than it reads, 7.4, 11.6, 11.2 (against 11.9, 12.2, 10.5).
 INT8_MAX_ROWS = 2
 
 QUANTIZE = ("int8",)

@@ -9,14 +9,14 @@ request at a time, its KV heads side by side: scores for the G query heads shari
 stable softmax, the weighted sum of values. Requests run in parallel (numba's `prange`), each
 through decode_attention.c's version of `_one` where native.py built it (`_call_c`), else `_one`.
 
-The int8 product (`int8_matmul`) streams an int8 weight once for a decode step's one or two rows.
-On SmolLM2's 30 layers, streamed from memory, it takes 5.9 ms for one row against 9.5 ms for
-torch's `_weight_int8pack_mm`, which reads at about half this machine's read bandwidth. It asks
-for the weight 4 KB ahead of its arithmetic (`_prefetch`): left to the hardware's prefetcher, the
-reads and the arithmetic took turns more than they overlapped; asked for, a whole bfloat16 + int8
-decode step went from 8.65 to 7.04 ms (the median of 8 alternations in one process). It multiplies
-integers, the activations rounded to int16: the product of 30 layers' weights streamed 17% faster
-(4.37 -> 3.73 ms for one row), a whole decode step 5-9% (medians of 8 alternations, three runs).
+The int8 product (`int8_matmul`) streams an int8 weight once for a decode step's one or two rows:
+SmolLM2's 30 layers in 5.9 ms for one row against 9.5 ms for torch's `_weight_int8pack_mm`. It asks
+for the weight 4 KB ahead of its arithmetic (`_prefetch`; left to the hardware's prefetcher, reads
+and arithmetic took turns: a bfloat16 + int8 decode step 8.65 -> 7.04 ms), and multiplies integers,
+the activations rounded to int16 (30 layers' product 17% faster, 4.37 -> 3.73 ms for one row).
+
+A decode step's layers can run in one compiled call (`DecodeLayers`), without a Python-level call per
+kernel and layer: for int8 weights, and for float32 in matmul.c's panels.
 
 Per-token operations (graph/layers.py's RMSNorm, rotation and SwiGLU, same contracts). At decode
 time a token's vectors are short (576 values for SmolLM2), and each PyTorch operation's fixed cost
@@ -162,9 +162,7 @@ def _one(q, k_cache, v_cache, blocks, length, block_size, scale, h0, h1, out, sc
     serving decode step, 47 requests and 795 MB of K/V: 40.7 ms against 42.7). Values come four at
     a time: the running sums live in memory (a numba array, not registers), and four weighted values
     summed first load and store each sum once per four tokens (in L2, the value pass 18.7 -> 12.4 ns
-    a token and head in float32). Past the context's end the last value stands in, weighted by zero.
-    (Before the C kernel, bfloat16 keys came two at a time against three heads, 33.2 -> 29.6 ms on
-    that step; the fallback keeps the simpler loop.)"""
+    a token and head in float32). Past the context's end the last value stands in, weighted by zero."""
     heads, dim = q.shape
     groups = heads // k_cache.shape[0]  # heads h*G ... h*G+G-1 share KV head h
     qs = np.empty((heads, dim), dtype=np.float32)
@@ -335,9 +333,9 @@ def panels(dtype: torch.dtype):
     return functools.partial(panel_matmul, fn=fn) if fn else None
 
 
-# Each per-token operation is written for one row, and run over a step's rows in parallel below;
-# the fused decode step (_layers) calls the row kernels directly: for its one or two rows, waking
-# the thread pool would cost more than the arithmetic (~1 us a call, 180 calls a step)
+# Each per-token operation is written for one row, and run over a step's rows in parallel below; one or
+# two rows (a lone request's decode step) on the calling thread instead: waking the pool costs more than
+# their arithmetic (a bfloat16 + int8 step makes 120 such calls: 179 tokens/s serial, 143 woken each time)
 @numba.njit(**{**_EXACT, "fastmath": {"reassoc"}})  # the sum of squares in vector lanes: PyTorch's order differs too
 def _rms_norm_row(x, w, eps, out):
     n = x.shape[0]
@@ -385,18 +383,30 @@ def _swiglu_row(gate_up, out):
 
 @numba.njit(parallel=True, **_EXACT)
 def _rms_norm(x, w, eps, out):
+    if x.shape[0] <= 2:
+        for r in range(x.shape[0]):
+            _rms_norm_row(x[r], w, eps, out[r])
+        return
     for r in numba.prange(x.shape[0]):
         _rms_norm_row(x[r], w, eps, out[r])
 
 
 @numba.njit(parallel=True, **_EXACT)
 def _rope(x, cos, sin):
+    if x.shape[0] <= 2:
+        for t in range(x.shape[0]):
+            _rope_row(x[t], cos[t, 0], sin[t, 0])
+        return
     for t in numba.prange(x.shape[0]):
         _rope_row(x[t], cos[t, 0], sin[t, 0])
 
 
 @numba.njit(parallel=True, **_EXACT)
 def _swiglu(gate_up, out):
+    if out.shape[0] <= 2:
+        for r in range(out.shape[0]):
+            _swiglu_row(gate_up[r], out[r])
+        return
     for r in numba.prange(out.shape[0]):
         _swiglu_row(gate_up[r], out[r])
 
@@ -430,67 +440,74 @@ def _add(x, y):  # x += y, rounded as x's dtype rounds
             x[r, i] = _like(x, _f32(x[r, i]) + _f32(y[r, i]))
 
 
+def _product(x, w, scale, out, fn, threads):
+    """x @ w.T into `out`, compiled: w in matmul.c's panels (`fn` its address), or int8 [out, in] * scale."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_product, inline="always")
+def _product_impl(x, w, scale, out, fn, threads):
+    if w.ndim == 3:
+        return lambda x, w, scale, out, fn, threads: _panels(fn, x, w, out, threads)
+    return lambda x, w, scale, out, fn, threads: _int8_rows(x, w, scale, out)
+
+
 @numba.njit(**_EXACT)
 def _layers(x, cos, sin, slots, blocks, lengths, block_size, eps, weights, k_caches, v_caches,
-            h, qkv, attn, proj, gate_up, act, threads, c_attend):
+            h, qkv, attn, proj, gate_up, act, threads, c_attend, c_matmul):
     """Every decoder layer of a decode step, as graph/model.py's forward runs them, kernel for kernel."""
-    m, heads, dim = attn.shape
-    kv_heads = k_caches[0].shape[0]
-    heads3 = qkv.reshape(m, heads + 2 * kv_heads, dim)  # q heads, k heads, v heads
+    (m, heads, dim), kv_heads = attn.shape, k_caches[0].shape[0]
+    heads3, scale = qkv.reshape(m, heads + 2 * kv_heads, dim), np.float32(dim ** -0.5)  # q heads, k heads, v heads
     for layer in range(len(weights)):
-        qkv_q, qkv_s, o_q, o_s, gate_up_q, gate_up_s, down_q, down_s, attn_norm, mlp_norm = weights[layer]
+        qkv_w, qkv_s, o_w, o_s, gate_up_w, gate_up_s, down_w, down_s, attn_norm, mlp_norm = weights[layer]
         k_cache, v_cache = k_caches[layer], v_caches[layer]
+        _rms_norm(x, attn_norm, eps, h)
+        _product(h, qkv_w, qkv_s, qkv, c_matmul, threads)
+        _rope(heads3[:, :heads + kv_heads], cos, sin)  # the q and k heads, each as apply_rope rotates it
         for r in range(m):
-            _rms_norm_row(x[r], attn_norm, eps, h[r])
-        _int8_rows(h, qkv_q, qkv_s, qkv)
-        for r in range(m):
-            _rope_row(heads3[r, :heads], cos[r, 0], sin[r, 0])
-            _rope_row(heads3[r, heads:heads + kv_heads], cos[r, 0], sin[r, 0])
             k_cache[:, slots[r]] = heads3[r, heads:heads + kv_heads]  # graph/attention.py's write_kv
             v_cache[:, slots[r]] = heads3[r, heads + kv_heads:]
-        _decode(heads3[:, :heads], k_cache, v_cache, blocks, lengths, block_size, np.float32(dim ** -0.5), attn,
-                threads, c_attend)
-        _int8_rows(attn.reshape(m, heads * dim), o_q, o_s, proj)
+        _decode(heads3[:, :heads], k_cache, v_cache, blocks, lengths, block_size, scale, attn, threads, c_attend)
+        _product(attn.reshape(m, heads * dim), o_w, o_s, proj, c_matmul, threads)
         _add(x, proj)
-        for r in range(m):
-            _rms_norm_row(x[r], mlp_norm, eps, h[r])
-        _int8_rows(h, gate_up_q, gate_up_s, gate_up)
-        for r in range(m):
-            _swiglu_row(gate_up[r], act[r])
-        _int8_rows(act, down_q, down_s, proj)
+        _rms_norm(x, mlp_norm, eps, h)
+        _product(h, gate_up_w, gate_up_s, gate_up, c_matmul, threads)
+        _swiglu(gate_up, act)
+        _product(act, down_w, down_s, proj, c_matmul, threads)
         _add(x, proj)
 
 
 class DecodeLayers:
-    """All decoder layers of a decode step in one compiled call, for int8 weights (Int8Weight) on a
-    Llama-shaped model (no q/k/v bias, no q/k norms). The same kernels run in the same order as in
-    graph/model.py's layer-by-layer forward, so the results are the same bits; what goes is the ~30
-    Python-level calls per layer, each converting its tensors for numba: ~4 of a 12 ms SmolLM2 step.
-
-    Steps with a prompt chunk, or more rows than the int8 product takes, run layer by layer."""
+    """All decoder layers of a decode step in one compiled call, on a Llama-shaped model (no q/k/v bias,
+    no q/k norms) whose projections are all int8 (Int8Weight) or all float32 in matmul.c's panels. The
+    same kernels run in the same order as in graph/model.py's layer-by-layer forward, so the results are
+    the same bits; what goes is the ~30 Python-level calls per layer, each converting its tensors for
+    numba: ~4 ms of a 12 ms bfloat16 SmolLM2 step, ~10 of a 64-request float32 one. Steps with a prompt
+    chunk run layer by layer; so do int8 steps of more rows than its product takes."""
 
     def __init__(self, layers: list, eps: float, heads: int, kv_heads: int, head_dim: int) -> None:
         self.eps = np.float32(eps)
-        self.weights = numba.typed.List([  # numpy views, made once: the weights never move
-            (w.qkv.q.numpy(), _raw(w.qkv.scale), w.o.q.numpy(), _raw(w.o.scale), w.gate_up.q.numpy(),
-             _raw(w.gate_up.scale), w.down.q.numpy(), _raw(w.down.scale), _raw(w.attn_norm), _raw(w.mlp_norm))
-            for w in layers])
+        self.int8 = hasattr(layers[0].qkv, "q")  # else panels, which have no scale: an empty stand-in
+        parts = lambda w: (w.q.numpy(), _raw(w.scale)) if self.int8 else (w.numpy(), np.empty(0, np.float32))  # noqa: E731
+        self.weights = numba.typed.List([(*parts(w.qkv), *parts(w.o), *parts(w.gate_up), *parts(w.down),
+                                          _raw(w.attn_norm), _raw(w.mlp_norm)) for w in layers])  # views: weights never move
+        self.c_matmul, self.c_attend = (0 if self.int8 else native.address("minfer_matmul_f32"),
+                                        native.attend_fn("bf16" if self.int8 else "f32", head_dim))
         self._caches: tuple | None = None  # (the engine's KV cache list, its numpy views, all contiguous?), on first use
         # compile now (or load numba's cache): one step of one token over a one-slot cache, all zeros
-        hidden, inter, zeros = layers[0].qkv.q.shape[1], layers[0].down.q.shape[1], np.zeros
-        caches = numba.typed.List([zeros((kv_heads, 1, head_dim), np.uint16) for _ in layers])
-        _layers(zeros((1, hidden), np.uint16), *[zeros((1, 1, head_dim), np.uint16)] * 2, zeros(1, np.int64),
-                zeros((1, 1), np.int64), np.ones(1, np.int64), 1, self.eps, self.weights, caches, caches,
-                zeros((1, hidden), np.uint16), zeros((1, layers[0].qkv.q.shape[0]), np.uint16),
-                zeros((1, heads, head_dim), np.uint16), zeros((1, hidden), np.uint16),
-                zeros((1, 2 * inter), np.uint16), zeros((1, inter), np.uint16), numba.get_num_threads(), 0)
-        self.c_attend = native.attend_fn("bf16", head_dim)  # the caches, whole, and each row's heads are contiguous
+        dt, zeros = np.uint16 if self.int8 else np.float32, np.zeros  # bfloat16 as its bits
+        hidden, inter = layers[0].attn_norm.numel(), self.weights[0][6].shape[1]  # down's inputs, in either layout
+        caches = numba.typed.List([zeros((kv_heads, 1, head_dim), dt) for _ in layers])
+        _layers(zeros((1, hidden), dt), *[zeros((1, 1, head_dim), dt)] * 2, zeros(1, np.int64), zeros((1, 1), np.int64),
+                np.ones(1, np.int64), 1, self.eps, self.weights, caches, caches, zeros((1, hidden), dt),
+                zeros((1, (heads + 2 * kv_heads) * head_dim), dt), zeros((1, heads, head_dim), dt), zeros((1, hidden), dt),
+                zeros((1, 2 * inter), dt), zeros((1, inter), dt), numba.get_num_threads(), 0, self.c_matmul)
 
     def takes(self, meta, rows: int) -> bool:
-        """Whether this step is one this runs: decodes only, in one group, as few rows as the int8 product takes."""
+        """Whether this step is one this runs: decodes only, for int8 no more rows than its product takes."""
         from . import INT8_MAX_ROWS  # read per step: a test may change it
 
-        return not meta.prefill and len(meta.decode) == 1 and rows <= INT8_MAX_ROWS
+        return not meta.prefill and (rows <= INT8_MAX_ROWS or not self.int8)
 
     def __call__(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta, kv_cache: list,
                  buffers: dict[str, torch.Tensor]) -> None:
@@ -499,11 +516,14 @@ class DecodeLayers:
             self._caches = (kv_cache, numba.typed.List([_raw(k) for k, _ in kv_cache]),
                             numba.typed.List([_raw(v) for _, v in kv_cache]),
                             all(k.is_contiguous() and v.is_contiguous() for k, v in kv_cache))
-        group, b = meta.decode[0], {name: _raw(t) for name, t in buffers.items() if name != "x"}
-        _layers(_raw(x), _raw(cos), _raw(sin), meta.slot_mapping.numpy(), group.blocks.numpy(), group.lengths.numpy(),
+        # the decode groups (scheduler/batch.py) as one: the kernel reads each context's length, never padding
+        width = max(g.blocks.shape[1] for g in meta.decode)
+        blocks = torch.cat([torch.nn.functional.pad(g.blocks, (0, width - g.blocks.shape[1])) for g in meta.decode])
+        lengths, b = torch.cat([g.lengths for g in meta.decode]), {name: _raw(t) for name, t in buffers.items()}
+        _layers(_raw(x), _raw(cos), _raw(sin), meta.slot_mapping.numpy(), blocks.numpy(), lengths.numpy(),
                 meta.block_size, self.eps, self.weights, self._caches[1], self._caches[2],
                 b["h"], b["qkv"], b["attn"], b["proj"], b["gate_up"], b["act"], numba.get_num_threads(),
-                self.c_attend if self._caches[3] and group.blocks.is_contiguous() else 0)
+                self.c_attend if self._caches[3] else 0, self.c_matmul)
 
 
 def _raw(t: torch.Tensor) -> np.ndarray:
