@@ -5,9 +5,8 @@
    vector extensions), so each key and value is loaded once for all of them: ~14 ns a token of one
    KV head (three query heads of 64) in L2, against numba's ~32. Then the reads bound it: blocks lie
    anywhere in the pool and the hardware prefetcher starts over at each, so each token asks for the
-   same row of the next block. A replayed serving decode step (795 MB of float32 K/V): numba 36.6 ms,
-   this without the prefetch 34.8, with it 30.6; bfloat16 28.2 -> 22.7. native.py builds it; numba's
-   threads call it (cpu_numba._call_c), one request's KV heads h0 ... h1-1 a call. */
+   same row of the next block (a replayed serving decode step, 795 MB of float32 K/V: numba 36.6 ms,
+   this 34.8, with the prefetch 30.6). numba's threads call it, one request's KV heads h0 ... h1-1 a call. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
