@@ -188,17 +188,19 @@ def bench_switches(llm: LLM, seed: int, long_prompt: list[int], shared: int = 51
         finally:
             llm.model.fused_prefill, llm.model.prefill_kernel = True, paged_prefill
 
-    kernel = llm.model.decode_kernel
+    kernel, fused = llm.model.decode_kernel, llm.model.decode_layers
     contexts = [_prompt(random.Random(seed + i), shared, vocab) for i in range(4 * requests)]
 
     def decode_batch(compiled: bool, c_kernel: bool = True) -> float:
-        # the contexts sit in the prefix cache (warmed below), so this times decoding, not prefill
+        # the contexts sit in the prefix cache (warmed below), so this times decoding, not prefill; layer
+        # by layer on both sides, since the fused layers (compiled_switches) attend through their own kernel
         llm.model.decode_kernel = (kernel if c_kernel else functools.partial(kernel, c_kernel=False)) if compiled else None
+        llm.model.decode_layers = None
         try:
             params = SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)
             return _timed(lambda: llm.generate(contexts, params))
         finally:
-            llm.model.decode_kernel = kernel
+            llm.model.decode_kernel, llm.model.decode_layers = kernel, fused
 
     def mixed(engine: LLM) -> float:  # prompts and decodes of a small batch: every product size
         rng = random.Random(seed)
