@@ -519,7 +519,7 @@ class DecodeLayers:
         # the decode groups (scheduler/batch.py) as one: the kernel reads each context's length, never padding
         width = max(g.blocks.shape[1] for g in meta.decode)
         blocks = torch.cat([torch.nn.functional.pad(g.blocks, (0, width - g.blocks.shape[1])) for g in meta.decode])
-        lengths, b = torch.cat([g.lengths for g in meta.decode]), {name: _raw(t) for name, t in buffers.items()}
+        lengths, b = torch.cat([g.lengths for g in meta.decode]), {n: _raw(t) for n, t in buffers.items() if n != "x"}
         _layers(_raw(x), _raw(cos), _raw(sin), meta.slot_mapping.numpy(), blocks.numpy(), lengths.numpy(),
                 meta.block_size, self.eps, self.weights, self._caches[1], self._caches[2],
                 b["h"], b["qkv"], b["attn"], b["proj"], b["gate_up"], b["act"], numba.get_num_threads(),
